@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+/**
+ * `coordinator`: starts the coordinator with its parameter server, launches local workers
+ * (unless --launch none), trains, evaluates, and writes the report and the model.
+ */
+import { Command, Option } from 'commander';
+import { abortOnSignals, EXIT_FAILURE, EXIT_OK, parseInteger, parseNumber, parseOrExit, usageError } from '../common/cli.js';
+import { BACKEND_CHOICES } from '../model/backend.js';
+import { MODEL_NAMES } from '../model/zoo.js';
+import { createLogger, LOG_LEVELS } from '../telemetry/logger.js';
+import { Progress } from '../telemetry/progress.js';
+import { LocalLauncher } from './launcher.js';
+import { LAUNCH_MODES, type CoordinatorOptions } from './options.js';
+import { writeReport, type RunReport } from './report.js';
+import { Coordinator } from './trainer.js';
+import { TrainingFailedError } from './errors.js';
+
+function opt(flags: string, description: string, env: string): Option {
+  return new Option(flags, description).env(`TENSORFLEET_${env}`);
+}
+
+const program = new Command('coordinator')
+  .description('Train a model data-parallel over gRPC workers, with an in-process parameter server.')
+  .addOption(opt('--workers <n>', 'workers per step', 'WORKERS').argParser(parseInteger).default(1))
+  .addOption(opt('--min-workers <n>', 'keep training while at least this many remain (default: --workers)', 'MIN_WORKERS').argParser(parseInteger))
+  .addOption(opt('--launch <mode>', 'spawn local worker processes, or wait for external ones', 'LAUNCH').choices(LAUNCH_MODES).default('local'))
+  .addOption(opt('--epochs <n>', 'passes over the training set', 'EPOCHS').argParser(parseInteger).default(1))
+  .addOption(opt('--batch-size <n>', 'samples per worker per step', 'BATCH_SIZE').argParser(parseInteger).default(32))
+  .addOption(opt('--lr <x>', 'Adam learning rate', 'LR').argParser(parseNumber).default(1e-3))
+  .addOption(opt('--model <name>', 'model to train', 'MODEL').choices(MODEL_NAMES).default('mnist-cnn'))
+  .addOption(opt('--data-dir <dir>', 'folder with the four MNIST IDX files, raw or .gz (default: the embedded MNIST)', 'DATA_DIR'))
+  .addOption(opt('--train-limit <k>', 'train on the first K samples only (0: all)', 'TRAIN_LIMIT').argParser(parseInteger).default(0))
+  .addOption(opt('--test-limit <k>', 'evaluate on the first K test samples only (0: all)', 'TEST_LIMIT').argParser(parseInteger).default(0))
+  .addOption(opt('--seed <s>', 'seed of the initial weights and the data order', 'SEED').argParser(parseInteger).default(42))
+  .addOption(opt('--host <h>', 'address to listen on (0.0.0.0 for workers on other machines)', 'HOST').default('127.0.0.1'))
+  .addOption(opt('--port <p>', 'port to listen on (default: any free port with --launch local, 50051 with --launch none)', 'PORT').argParser(parseInteger))
+  .addOption(opt('--backend <name>', 'compute backend of the coordinator and of local workers', 'BACKEND').choices(BACKEND_CHOICES).default('auto'))
+  .addOption(opt('--save-model <dir>', 'write the trained model (TensorFlow.js layers format) here', 'SAVE_MODEL'))
+  .addOption(opt('--report <file>', 'write the JSON run report here', 'REPORT'))
+  .addOption(opt('--log-level <level>', 'log level (logs go to stderr as JSON)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
+  .addOption(opt('--chunk-bytes <n>', 'bytes per tensor chunk on the wire', 'CHUNK_BYTES').argParser(parseInteger).hideHelp())
+  .allowExcessArguments(false);
+
+parseOrExit(program, process.argv);
+const flags = program.opts();
+const options: CoordinatorOptions = {
+  workers: flags.workers,
+  minWorkers: flags.minWorkers,
+  launch: flags.launch,
+  epochs: flags.epochs,
+  batchSize: flags.batchSize,
+  lr: flags.lr,
+  model: flags.model,
+  dataDir: flags.dataDir,
+  trainLimit: flags.trainLimit,
+  testLimit: flags.testLimit,
+  seed: flags.seed,
+  host: flags.host,
+  port: flags.port,
+  backend: flags.backend,
+  saveModel: flags.saveModel,
+  report: flags.report,
+  logLevel: flags.logLevel,
+  chunkBytes: flags.chunkBytes,
+};
+
+const log = createLogger(flags.logLevel, { name: 'coordinator' });
+const progress = new Progress(process.stdout, flags.epochs);
+let coordinator: Coordinator;
+try {
+  coordinator = new Coordinator(options, { log, onStep: (e) => progress.step(e), onEpoch: (e) => progress.epoch(e) });
+} catch (err) {
+  if (err instanceof TypeError) usageError('coordinator', err.message);
+  throw err;
+}
+const o = coordinator.options;
+const controller = abortOnSignals((signal) => log.warn({ signal }, 'stopping'));
+const launcher = new LocalLauncher(log.child({ component: 'launcher' }));
+
+async function main(): Promise<number> {
+  let report: RunReport;
+  try {
+    const port = await coordinator.start();
+    progress.line(`coordinator listening on ${o.host}:${port} (backend ${coordinator.backendInfo.name}: ${coordinator.backendInfo.device})`);
+    if (o.launch === 'local') {
+      launcher.on('exit', () => {
+        if (launcher.running < o.minWorkers && !controller.signal.aborted && !finished) {
+          controller.abort(new TrainingFailedError(`local workers exited; ${launcher.running} still running, --min-workers is ${o.minWorkers}`));
+        }
+      });
+      launcher.start({ count: o.workers, coordinator: `127.0.0.1:${port}`, backend: o.backend, logLevel: o.logLevel });
+    } else {
+      progress.line(`waiting for ${o.workers} worker(s): worker --coordinator HOST:${port}`);
+    }
+    report = await coordinator.run(controller.signal);
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    log.error({ err: error.message }, 'training failed');
+    process.stderr.write(`coordinator: training failed: ${error.message}\n`);
+    report = coordinator.failureReport(error);
+  } finally {
+    finished = true;
+    await coordinator.close();
+    await launcher.close();
+  }
+  if (o.report) writeReport(o.report, report);
+  if (report.status === 'completed') {
+    progress.line(
+      `done: test accuracy ${((report.testAccuracy ?? NaN) * 100).toFixed(2)}%, test loss ${(report.testLoss ?? NaN).toFixed(4)}, ` +
+        `${report.steps} steps, ${report.imagesPerSecond.toFixed(1)} img/s, training ${report.trainSeconds.toFixed(1)} s, wall ${report.wallSeconds.toFixed(1)} s` +
+        (report.savedModel ? `, model saved to ${report.savedModel}` : ''),
+    );
+    return EXIT_OK;
+  }
+  return EXIT_FAILURE;
+}
+
+let finished = false;
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`coordinator: ${(err as Error).stack ?? err}\n`);
+    process.exit(EXIT_FAILURE);
+  },
+);

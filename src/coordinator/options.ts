@@ -1,0 +1,116 @@
+/**
+ * Coordinator options in one place: `CoordinatorOptions` (all optional, defaults documented)
+ * -> `compileCoordinatorOptions()` -> fully resolved values. CLI flags and TENSORFLEET_* env
+ * vars only fill CoordinatorOptions; validation throws a TypeError naming the field.
+ */
+import { BACKEND_CHOICES, isBackendChoice, type BackendChoice } from '../model/backend.js';
+import { isModelName, MODEL_NAMES, type ModelName } from '../model/zoo.js';
+import { DEFAULT_CHUNK_BYTES } from '../rpc/proto.js';
+import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.js';
+
+export const LAUNCH_MODES = ['local', 'none'] as const;
+export type LaunchMode = (typeof LAUNCH_MODES)[number];
+
+export interface CoordinatorOptions {
+  /** Workers per step (the world size to wait for before training). Default 1. */
+  workers?: number;
+  /** Training goes on while at least this many workers remain. Default: `workers`. */
+  minWorkers?: number;
+  /** `local` spawns the workers as child processes; `none` waits for external ones. Default local. */
+  launch?: LaunchMode;
+  /** Default 1. */
+  epochs?: number;
+  /** Per-worker batch size. Default 32. */
+  batchSize?: number;
+  /** Adam learning rate. Default 1e-3. */
+  lr?: number;
+  /** Default mnist-cnn. */
+  model?: string;
+  /** Folder with the four IDX files; default: the embedded MNIST. */
+  dataDir?: string;
+  /** Train on the first K samples only (0: all). */
+  trainLimit?: number;
+  /** Evaluate on the first K test samples only (0: all). */
+  testLimit?: number;
+  /** Seed of initial weights and permutations. Default 42. */
+  seed?: number;
+  /** Default 127.0.0.1 (use 0.0.0.0 for workers on other machines). */
+  host?: string;
+  /** Default 0 with --launch local (any free port), 50051 with --launch none. */
+  port?: number;
+  /** Backend of the coordinator's evaluation and of local workers. Default auto. */
+  backend?: string;
+  /** Write the trained model (tfjs layers format) into this folder. */
+  saveModel?: string;
+  /** Write the JSON run report to this file. */
+  report?: string;
+  logLevel?: string;
+  /** Bytes per tensor chunk on the wire. Default 1 MiB. */
+  chunkBytes?: number;
+}
+
+export interface CompiledCoordinatorOptions {
+  workers: number;
+  minWorkers: number;
+  launch: LaunchMode;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  model: ModelName;
+  dataDir: string | undefined;
+  trainLimit: number;
+  testLimit: number;
+  seed: number;
+  host: string;
+  port: number;
+  backend: BackendChoice;
+  saveModel: string | undefined;
+  report: string | undefined;
+  logLevel: LogLevel;
+  chunkBytes: number;
+}
+
+function int(field: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new TypeError(`${field} must be an integer from ${min} to ${max}; got ${value}`);
+  }
+  return v;
+}
+
+function oneOf<T extends string>(field: string, value: string | undefined, fallback: T, accepted: readonly T[]): T {
+  const v = value ?? fallback;
+  if (!(accepted as readonly string[]).includes(v)) throw new TypeError(`${field} must be one of ${accepted.join(', ')}; got '${value}'`);
+  return v as T;
+}
+
+export function compileCoordinatorOptions(options: CoordinatorOptions = {}): CompiledCoordinatorOptions {
+  const workers = int('workers', options.workers, 1, 1, 1024);
+  const launch = oneOf('launch', options.launch, 'local', LAUNCH_MODES);
+  const lr = options.lr ?? 1e-3;
+  if (!(Number.isFinite(lr) && lr > 0)) throw new TypeError(`lr must be a positive number; got ${options.lr}`);
+  const model = options.model ?? 'mnist-cnn';
+  if (!isModelName(model)) throw new TypeError(`model must be one of ${MODEL_NAMES.join(', ')}; got '${model}'`);
+  const backend = options.backend ?? 'auto';
+  if (!isBackendChoice(backend)) throw new TypeError(`backend must be one of ${BACKEND_CHOICES.join(', ')}; got '${backend}'`);
+  return {
+    workers,
+    minWorkers: int('minWorkers', options.minWorkers, workers, 1, workers),
+    launch,
+    epochs: int('epochs', options.epochs, 1, 1, 100_000),
+    batchSize: int('batchSize', options.batchSize, 32, 1, 65_536),
+    lr,
+    model,
+    dataDir: options.dataDir || undefined,
+    trainLimit: int('trainLimit', options.trainLimit, 0, 0),
+    testLimit: int('testLimit', options.testLimit, 0, 0),
+    seed: int('seed', options.seed, 42, 0, 0xffffffff),
+    host: options.host ?? '127.0.0.1',
+    port: int('port', options.port, launch === 'local' ? 0 : 50051, 0, 65535),
+    backend,
+    saveModel: options.saveModel || undefined,
+    report: options.report || undefined,
+    logLevel: oneOf('logLevel', options.logLevel, 'info', LOG_LEVELS),
+    chunkBytes: int('chunkBytes', options.chunkBytes, DEFAULT_CHUNK_BYTES, 4, 3 << 20),
+  };
+}

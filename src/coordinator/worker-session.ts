@@ -1,0 +1,105 @@
+/**
+ * The coordinator's side of one worker's Attach stream: identity, the weights version it holds,
+ * the gradient being received for its current round, and its counters for the report.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
+import type { CoordinatorMessage, WorkerMessage__Output } from '../rpc/proto.js';
+import type { RankedContribution } from '../ps/step-barrier.js';
+import { ProtocolError } from './errors.js';
+
+export type AttachCall = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
+type GradientMessage = NonNullable<WorkerMessage__Output['gradient']>;
+
+interface Expected {
+  round: number;
+  step: number;
+  rank: number;
+  sampleCount: number;
+  deliver: (c: RankedContribution) => void;
+}
+
+export class WorkerSession {
+  /** Weights version this worker holds (-1: none yet). */
+  versionHeld = -1;
+  steps = 0;
+  samples = 0;
+  computeMs = 0;
+  maxRssBytes = 0;
+  /** Gradients that arrived for a round that was no longer current (aborted steps). */
+  staleGradients = 0;
+  /** Tensor payload bytes (chunk data) sent to and received from this worker. */
+  bytesSent = 0;
+  bytesReceived = 0;
+  closed = false;
+  private readonly gradient: ChunkAssembler;
+  private expected: Expected | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly pid: number,
+    readonly hostname: string,
+    readonly backend: string,
+    /** Order of admission; ranks follow it. */
+    readonly joinSeq: number,
+    private readonly call: AttachCall,
+    modelSize: number,
+  ) {
+    this.gradient = new ChunkAssembler(modelSize);
+  }
+
+  send(message: CoordinatorMessage): void {
+    if (!this.closed) this.call.write(message);
+  }
+
+  sendWeights(version: number, weights: Float32Array, chunkBytes: number): void {
+    for (const chunk of splitIntoChunks(weights, chunkBytes)) {
+      this.bytesSent += chunk.data.length;
+      this.send({ weights: { version, chunk } });
+    }
+    this.versionHeld = version;
+  }
+
+  /** Dispatches a step to this worker; `deliver` is called once its whole gradient has arrived. */
+  assign(expected: Expected, message: NonNullable<CoordinatorMessage['step']>): void {
+    this.expected = expected;
+    this.gradient.reset();
+    this.send({ step: message });
+  }
+
+  /** Takes one gradient chunk; chunks of rounds that are no longer current are dropped. */
+  onGradient(msg: GradientMessage): void {
+    const expected = this.expected;
+    if (!expected || Number(msg.round) !== expected.round) {
+      if (Number(msg.chunk?.offset ?? 0) === 0) this.staleGradients++;
+      return;
+    }
+    if (Number(msg.step) !== expected.step) throw new ProtocolError(`gradient for round ${msg.round} names step ${msg.step}; expected ${expected.step}`);
+    if (msg.sampleCount !== expected.sampleCount) {
+      throw new ProtocolError(`gradient counts ${msg.sampleCount} samples; the step assigned ${expected.sampleCount}`);
+    }
+    this.bytesReceived += msg.chunk?.data.length ?? 0;
+    if (!this.gradient.add(msg.chunk)) return;
+    this.expected = undefined;
+    this.steps++;
+    this.samples += msg.sampleCount;
+    this.computeMs += msg.computeMs;
+    this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
+    expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values: this.gradient.values });
+  }
+
+  /** Ends the stream with a final Stop message. */
+  stop(reason: string, completed: boolean): void {
+    if (this.closed) return;
+    this.send({ stop: { reason, completed } });
+    this.closed = true;
+    this.call.end();
+  }
+
+  /** Drops the stream with an error status (protocol violations). */
+  fail(code: grpc.status, details: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.call.destroy(Object.assign(new Error(details), { code, details }));
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * A worker's compute: a replica of the model that turns (weights, batch) into the gradient of
+ * the mean loss over the batch, written into a flat buffer. It never runs an optimizer, and it
+ * reads results asynchronously only (backends such as WebGPU have no fast synchronous read).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.js';
+import { IMAGE_SIZE, NUM_CLASSES } from '../data/mnist.js';
+import { categoricalCrossEntropy } from './loss.js';
+import { assignWeights, layoutOf, type VariableLayout } from './variables.js';
+import { createModel } from './zoo.js';
+
+export class GradientComputer {
+  readonly model: tf.Sequential;
+  readonly layout: VariableLayout;
+  private readonly variables: tf.Variable[];
+
+  constructor(modelName: string) {
+    this.model = createModel(modelName);
+    this.layout = layoutOf(this.model);
+    this.variables = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  }
+
+  setWeights(flat: Float32Array): void {
+    assignWeights(this.model, this.layout, flat);
+  }
+
+  /** Writes d(mean loss)/d(weights) into `out` (flat layout) and returns the mean loss. */
+  async computeGradients(batch: Batch, out: Float32Array): Promise<number> {
+    if (batch.count === 0) throw new RangeError('empty batch');
+    const { value, grads } = tf.tidy(() => {
+      const x = tf.tensor4d(batch.pixels, [batch.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
+      const y = tf.tensor2d(batch.oneHot, [batch.count, NUM_CLASSES]);
+      return tf.variableGrads(() => categoricalCrossEntropy(this.model.apply(x, { training: true }) as tf.Tensor, y), this.variables);
+    });
+    try {
+      const ordered = this.variables.map((v) => grads[v.name]!);
+      const [lossValues, ...gradValues] = await Promise.all([value.data<'float32'>(), ...ordered.map((g) => g.data<'float32'>())]);
+      gradValues.forEach((g, i) => out.set(g, this.layout.specs[i]!.offset));
+      return lossValues[0]!;
+    } finally {
+      value.dispose();
+      tf.dispose(grads);
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}

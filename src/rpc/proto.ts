@@ -1,0 +1,36 @@
+/** Loads the tensorfleet.v1 wire contract from proto/ (the same path from src/ and dist/). */
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType } from './generated/training.js';
+
+export const PROTOCOL_VERSION = 1;
+/** Size of one tensor chunk on the wire: about 1 MiB, well under gRPC's 4 MiB receive limit. */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+const PROTO_FILE = fileURLToPath(new URL('../../proto/tensorfleet/v1/training.proto', import.meta.url));
+
+let cached: ProtoGrpcType | undefined;
+
+export function loadProto(): ProtoGrpcType {
+  if (!cached) {
+    const definition = protoLoader.loadSync(PROTO_FILE, {
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
+    cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  }
+  return cached;
+}
+
+export type { CoordinatorClient } from './generated/tensorfleet/v1/Coordinator.js';
+export type { WorkerMessage, WorkerMessage__Output } from './generated/tensorfleet/v1/WorkerMessage.js';
+export type {
+  CoordinatorMessage,
+  CoordinatorMessage__Output,
+} from './generated/tensorfleet/v1/CoordinatorMessage.js';
+export type { JobConfig__Output } from './generated/tensorfleet/v1/JobConfig.js';
+export type { Chunk__Output } from './generated/tensorfleet/v1/Chunk.js';

@@ -1,0 +1,14 @@
+/** Errors of the worker component. */
+
+/** The coordinator went away or ended the stream without a Stop. */
+export class CoordinatorLostError extends Error {
+  override readonly name = 'CoordinatorLostError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The coordinator sent something this worker cannot act on. */
+export class UnexpectedMessageError extends Error {
+  override readonly name = 'UnexpectedMessageError';
+}
