@@ -46,9 +46,13 @@ export function assignWeights(model: tf.LayersModel, layout: VariableLayout, fla
     throw new LayoutMismatchError(`weight buffer has ${flat.length} floats; the model has ${layout.totalSize}`);
   }
   const weights = model.trainableWeights;
+  // The pure-JS cpu backend keeps the array it is given instead of copying it: copy there, so a
+  // variable never aliases a buffer the caller reuses. Other backends copy into their own memory.
+  const aliases = tf.getBackend() === 'cpu';
   tf.tidy(() => {
     layout.specs.forEach((spec, i) => {
-      weights[i]!.write(tf.tensor(flat.subarray(spec.offset, spec.offset + spec.size), spec.shape, 'float32'));
+      const view = flat.subarray(spec.offset, spec.offset + spec.size);
+      weights[i]!.write(tf.tensor(aliases ? view.slice() : view, spec.shape, 'float32'));
     });
   });
 }

@@ -1,0 +1,40 @@
+/** Brings a coordinator and N in-process workers up on 127.0.0.1:0, trains, and tears all down. */
+import { Coordinator } from '../../src/coordinator/trainer.js';
+import type { CoordinatorOptions } from '../../src/coordinator/options.js';
+import type { RunReport } from '../../src/coordinator/report.js';
+import { TrainingWorker } from '../../src/worker/worker.js';
+
+export interface ClusterRun {
+  report: RunReport;
+  weights: Float32Array;
+}
+
+export async function trainInProcess(options: CoordinatorOptions): Promise<ClusterRun> {
+  const coordinator = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, ...options });
+  const workers: TrainingWorker[] = [];
+  try {
+    const port = await coordinator.start();
+    const n = coordinator.options.workers;
+    for (let i = 0; i < n; i++) workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: coordinator.options.backend, id: `w${i}` }));
+    const runs = workers.map((w) => w.run());
+    const report = await coordinator.run();
+    const results = await Promise.all(runs);
+    for (const r of results) if (!r.completed) throw new Error(`a worker ended without completing: ${r.reason}`);
+    return { report, weights: Float32Array.from(coordinator.weights) };
+  } finally {
+    for (const w of workers) w.close();
+    await coordinator.close();
+  }
+}
+
+/** max_i |a_i - b_i| / max_i |b_i|, per the whole buffer. */
+export function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new RangeError('lengths differ');
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}

@@ -1,0 +1,78 @@
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { Adam } from '../../src/ps/adam.js';
+import { GradientAggregator } from '../../src/ps/aggregator.js';
+import { ParameterServer } from '../../src/ps/parameter-server.js';
+import { StepBarrier } from '../../src/ps/step-barrier.js';
+import { Random } from '../../src/data/random.js';
+
+function randomArray(n: number, seed: number): Float32Array {
+  const r = Random.fromSeed(seed);
+  return Float32Array.from({ length: n }, () => r.next() * 2 - 1);
+}
+
+describe('Adam on the parameter server', () => {
+  it('matches tf.train.adam step for step', async () => {
+    await tf.setBackend('cpu');
+    const n = 257;
+    const w = randomArray(n, 1);
+    const adam = new Adam(n, { lr: 0.01 });
+    // slice(): the cpu backend would otherwise share `w`'s memory with the variable
+    const variable = tf.variable(tf.tensor1d(w.slice()));
+    const reference = tf.train.adam(0.01, 0.9, 0.999, 1e-7);
+    for (let step = 0; step < 25; step++) {
+      const g = randomArray(n, 100 + step);
+      adam.apply(w, g);
+      reference.applyGradients({ [variable.name]: tf.tensor1d(g.slice()) });
+    }
+    const expected = await variable.data();
+    let maxDiff = 0;
+    for (let i = 0; i < n; i++) maxDiff = Math.max(maxDiff, Math.abs(expected[i]! - w[i]!));
+    // float32 rounding differs (tfjs rounds every op; this rounds once): ~1e-6 over moves of ~0.25
+    expect(maxDiff).toBeLessThan(1e-5);
+    expect(adam.iterations).toBe(25);
+    variable.dispose();
+    reference.dispose();
+  });
+});
+
+describe('aggregation', () => {
+  it('is the sample-weighted mean', () => {
+    const agg = new GradientAggregator(2);
+    const mean = agg.average([
+      { sampleCount: 1, values: Float32Array.from([1, 10]) },
+      { sampleCount: 3, values: Float32Array.from([5, 2]) },
+    ]);
+    expect(Array.from(mean)).toEqual([4, 4]);
+  });
+
+  it('the barrier hands contributions back in rank order whatever the arrival order', async () => {
+    const barrier = new StepBarrier([0, 1, 2]);
+    const c = (rank: number) => ({ rank, sampleCount: 1, loss: rank, values: new Float32Array(1) });
+    barrier.deliver(c(2));
+    barrier.deliver(c(0));
+    expect(barrier.isSettled).toBe(false);
+    barrier.deliver(c(1));
+    expect((await barrier.done).map((x) => x.rank)).toEqual([0, 1, 2]);
+    expect(() => new StepBarrier([0]).deliver(c(3))).toThrow(/rank 3 is not part/);
+  });
+
+  it('an aborted barrier rejects and ignores late deliveries', async () => {
+    const barrier = new StepBarrier([0, 1]);
+    barrier.abort(new Error('worker left'));
+    barrier.deliver({ rank: 0, sampleCount: 1, loss: 0, values: new Float32Array(1) });
+    await expect(barrier.done).rejects.toThrow('worker left');
+  });
+
+  it('commits bump the version and do not allocate new buffers', () => {
+    const ps = new ParameterServer(Float32Array.from([1, 2, 3]));
+    const weights = ps.weights;
+    const v = ps.commit([{ sampleCount: 2, values: Float32Array.from([1, -1, 0]) }]);
+    expect(v).toBe(1);
+    expect(ps.weights).toBe(weights);
+    expect(weights[0]).toBeLessThan(1);
+    expect(weights[1]).toBeGreaterThan(2);
+    expect(weights[2]).toBe(3);
+    expect(() => ps.commit([{ sampleCount: 0, values: new Float32Array(3) }])).toThrow(/no samples/);
+  });
+});
