@@ -1,8 +1,8 @@
 /**
  * What the command-line programs share: option parsers, the usage-error exit (code 2, one
- * line), and the one place that turns SIGINT/SIGTERM into an AbortSignal.
+ * line), and the one place that handles SIGINT/SIGTERM.
  */
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -17,6 +17,13 @@ export function parseNumber(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
   return n;
+}
+
+/** Seconds (decimals allowed) to whole milliseconds. */
+export function parseSeconds(value: string): number {
+  const n = parseNumber(value);
+  if (n < 0) throw new InvalidArgumentError('expected a number of seconds >= 0');
+  return Math.round(n * 1000);
 }
 
 /** Parses argv; on a usage error prints one line and exits 2 (help and version exit 0). */
@@ -39,15 +46,22 @@ export function usageError(programName: string, message: string): never {
   process.exit(EXIT_USAGE);
 }
 
-/** An AbortController aborted by the first SIGINT/SIGTERM; a second one exits at once. */
-export function abortOnSignals(onSignal?: (signal: NodeJS.Signals) => void): AbortController {
-  const controller = new AbortController();
+/** Calls `onFirst` on the first SIGINT/SIGTERM; a second signal exits at once. */
+export function onShutdownSignal(onFirst: (signal: NodeJS.Signals) => void): void {
+  let seen = false;
   const handler = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
-    onSignal?.(signal);
-    controller.abort(new Error(`received ${signal}`));
+    if (seen) process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    seen = true;
+    onFirst(signal);
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
-  return controller;
+}
+
+/** Exits when the process that launched this one is gone (local workers of a killed coordinator). */
+export function exitWithParent(parentPid: number | undefined, code: number): void {
+  if (!parentPid) return;
+  setInterval(() => {
+    if (process.ppid !== parentPid) process.exit(code);
+  }, 1000).unref();
 }

@@ -55,6 +55,14 @@ export class DataPlan {
     this.cursor += step.sampleCount;
   }
 
+  /** Moves to a checkpointed position. */
+  restore(epoch: number, cursor: number): void {
+    if (cursor < 0 || cursor > this.trainSize) throw new RangeError(`cursor ${cursor} is outside 0..${this.trainSize}`);
+    this.epoch = epoch;
+    this.cursor = cursor;
+    this.perm = epochPermutation(this.seed, epoch, this.trainSize);
+  }
+
   /** Starts the next epoch with its own permutation. */
   nextEpoch(): void {
     this.epoch++;

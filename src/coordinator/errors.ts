@@ -28,3 +28,16 @@ export class AdmissionError extends Error {
     super(message);
   }
 }
+
+/** The coordinator is draining (SIGTERM): the step in flight ran out of time and was aborted. */
+export class DrainingError extends Error {
+  override readonly name = 'DrainingError';
+  constructor() {
+    super('the coordinator is draining');
+  }
+}
+
+/** --resume found a checkpoint of another job configuration. */
+export class CheckpointMismatchError extends Error {
+  override readonly name = 'CheckpointMismatchError';
+}

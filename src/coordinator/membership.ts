@@ -25,6 +25,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.members.has(id);
   }
 
+  get(id: string): WorkerSession | undefined {
+    return this.members.get(id);
+  }
+
   nextJoinSeq(): number {
     return this.nextSeq++;
   }

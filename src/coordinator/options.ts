@@ -12,10 +12,32 @@ export const LAUNCH_MODES = ['local', 'none'] as const;
 export type LaunchMode = (typeof LAUNCH_MODES)[number];
 
 export interface CoordinatorOptions {
-  /** Workers per step (the world size to wait for before training). Default 1. */
+  /** Workers to wait for before training starts. Default 1. */
   workers?: number;
-  /** Training goes on while at least this many workers remain. Default: `workers`. */
+  /** Training goes on while at least this many workers remain, and pauses below. Default 1. */
   minWorkers?: number;
+  /** Workers may join a running job up to this many. Default: `workers`. */
+  maxWorkers?: number;
+  /** With --launch local, how often a crashed worker process is restarted. Default 3. */
+  maxRestarts?: number;
+  /** A worker silent for this long is removed. Default 10000. */
+  heartbeatTimeoutMs?: number;
+  /** Job token every RPC must carry; generated for local workers when not given. */
+  token?: string;
+  /** Run without a job token (logs a warning). Default false. */
+  insecure?: boolean;
+  /** PEM files: serve TLS with cert+key; with a CA, require client certificates (mutual TLS). */
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  /** Folder for atomic checkpoints; none when unset. */
+  checkpointDir?: string;
+  /** Checkpoint every K committed steps (and at every epoch end and on drain). Default 100. */
+  checkpointEvery?: number;
+  /** Continue from the newest checkpoint in checkpointDir. Default false. */
+  resume?: boolean;
+  /** On SIGTERM, how long the step in flight may take to finish before it is aborted. Default 10000. */
+  drainTimeoutMs?: number;
   /** `local` spawns the workers as child processes; `none` waits for external ones. Default local. */
   launch?: LaunchMode;
   /** Default 1. */
@@ -52,6 +74,16 @@ export interface CoordinatorOptions {
 export interface CompiledCoordinatorOptions {
   workers: number;
   minWorkers: number;
+  maxWorkers: number;
+  maxRestarts: number;
+  heartbeatTimeoutMs: number;
+  token: string | undefined;
+  insecure: boolean;
+  tls: { cert?: string; key?: string; ca?: string };
+  checkpointDir: string | undefined;
+  checkpointEvery: number;
+  resume: boolean;
+  drainTimeoutMs: number;
   launch: LaunchMode;
   epochs: number;
   batchSize: number;
@@ -93,9 +125,24 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
   if (!isModelName(model)) throw new TypeError(`model must be one of ${MODEL_NAMES.join(', ')}; got '${model}'`);
   const backend = options.backend ?? 'auto';
   if (!isBackendChoice(backend)) throw new TypeError(`backend must be one of ${BACKEND_CHOICES.join(', ')}; got '${backend}'`);
+  const maxWorkers = int('maxWorkers', options.maxWorkers, workers, workers, 1024);
+  if (options.resume && !options.checkpointDir) throw new TypeError('resume needs checkpointDir (--checkpoint-dir)');
+  const token = options.token || undefined;
+  if (options.insecure && token) throw new TypeError('insecure and token exclude each other: give one');
+  if (!options.insecure && !token) throw new TypeError('token is required (a job token every worker must present), or insecure: true');
   return {
     workers,
-    minWorkers: int('minWorkers', options.minWorkers, workers, 1, workers),
+    minWorkers: int('minWorkers', options.minWorkers, 1, 1, maxWorkers),
+    maxWorkers,
+    maxRestarts: int('maxRestarts', options.maxRestarts, 3, 0, 1000),
+    heartbeatTimeoutMs: int('heartbeatTimeoutMs', options.heartbeatTimeoutMs, 10_000, 200, 3_600_000),
+    token,
+    insecure: options.insecure ?? false,
+    tls: { cert: options.tlsCert || undefined, key: options.tlsKey || undefined, ca: options.tlsCa || undefined },
+    checkpointDir: options.checkpointDir || undefined,
+    checkpointEvery: int('checkpointEvery', options.checkpointEvery, 100, 1),
+    resume: options.resume ?? false,
+    drainTimeoutMs: int('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 3_600_000),
     launch,
     epochs: int('epochs', options.epochs, 1, 1, 100_000),
     batchSize: int('batchSize', options.batchSize, 32, 1, 65_536),

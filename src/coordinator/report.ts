@@ -1,6 +1,8 @@
 /** The JSON run report (DESIGN.md, Interfaces), written atomically. */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { CompiledCoordinatorOptions } from './options.js';
+import type { WorkerSession } from './worker-session.js';
 
 export interface EpochSummary {
   epoch: number;
@@ -24,7 +26,8 @@ export interface WorkerSummary {
 }
 
 export interface RunReport {
-  status: 'completed' | 'failed';
+  /** `stopped`: drained on SIGTERM, resumable from the last checkpoint. */
+  status: 'completed' | 'failed' | 'stopped';
   error?: string;
   model: string;
   backend: string;
@@ -46,6 +49,11 @@ export interface RunReport {
   membershipChanges: number;
   abortedSteps: number;
   staleGradients: number;
+  /** Workers removed because they went silent (no heartbeat). */
+  heartbeatTimeouts: number;
+  /** Set when the run continued from a checkpoint: the step it resumed at. */
+  resumedFromStep?: number;
+  lastCheckpoint?: string;
   bytesPerStepPerWorker: { sent: number; received: number };
   coordinatorPeakRssBytes: number;
   epochHistory: EpochSummary[];
@@ -58,4 +66,77 @@ export function writeReport(path: string, report: RunReport): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(report, null, 2)}\n`);
   renameSync(tmp, path);
+}
+
+export interface ReportInputs {
+  status: RunReport['status'];
+  error?: string;
+  options: CompiledCoordinatorOptions;
+  backend: string;
+  steps: number;
+  trainSamples: number;
+  testSamples: number;
+  history: EpochSummary[];
+  trainedSamples: number;
+  trainMs: number;
+  wallMs: number;
+  membershipChanges: number;
+  abortedSteps: number;
+  heartbeatTimeouts: number;
+  sessions: WorkerSession[];
+  resumedFromStep?: number;
+  lastCheckpoint?: string;
+  savedModel?: string;
+}
+
+export function buildReport(r: ReportInputs): RunReport {
+  const o = r.options;
+  const last = r.history[r.history.length - 1];
+  const workerSteps = r.sessions.reduce((a, s) => a + s.steps, 0);
+  const perStep = (bytes: number) => (workerSteps > 0 ? Math.round(bytes / workerSteps) : 0);
+  return {
+    status: r.status,
+    ...(r.error ? { error: r.error } : {}),
+    model: o.model,
+    backend: r.backend,
+    workers: o.workers,
+    epochs: o.epochs,
+    steps: r.steps,
+    batchSize: o.batchSize,
+    globalBatchSize: o.workers * o.batchSize,
+    lr: o.lr,
+    seed: o.seed,
+    trainSamples: r.trainSamples,
+    testSamples: r.testSamples,
+    samplesPerEpoch: r.history.map((h) => h.samples),
+    testAccuracy: last?.testAccuracy ?? null,
+    testLoss: last?.testLoss ?? null,
+    imagesPerSecond: r.trainMs > 0 ? (r.trainedSamples * 1000) / r.trainMs : 0,
+    trainSeconds: r.trainMs / 1000,
+    wallSeconds: r.wallMs / 1000,
+    membershipChanges: r.membershipChanges,
+    abortedSteps: r.abortedSteps,
+    staleGradients: r.sessions.reduce((a, s) => a + s.staleGradients, 0),
+    heartbeatTimeouts: r.heartbeatTimeouts,
+    // From a worker's point of view: gradient bytes it sent, weight bytes it received.
+    bytesPerStepPerWorker: {
+      sent: perStep(r.sessions.reduce((a, s) => a + s.bytesReceived, 0)),
+      received: perStep(r.sessions.reduce((a, s) => a + s.bytesSent, 0)),
+    },
+    coordinatorPeakRssBytes: process.resourceUsage().maxRSS * 1024,
+    epochHistory: r.history,
+    perWorker: r.sessions.map((s) => ({
+      id: s.id,
+      pid: s.pid,
+      hostname: s.hostname,
+      backend: s.backend,
+      steps: s.steps,
+      samples: s.samples,
+      computeSeconds: s.computeMs / 1000,
+      peakRssBytes: s.maxRssBytes,
+    })),
+    ...(r.resumedFromStep !== undefined ? { resumedFromStep: r.resumedFromStep } : {}),
+    ...(r.lastCheckpoint ? { lastCheckpoint: r.lastCheckpoint } : {}),
+    ...(r.savedModel ? { savedModel: r.savedModel } : {}),
+  };
 }

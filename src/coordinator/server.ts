@@ -3,6 +3,8 @@
  * routes their gradient chunks to their sessions, and removes them when the stream ends.
  */
 import * as grpc from '@grpc/grpc-js';
+import { TokenVerifier } from '../rpc/auth.js';
+import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { loadProto, PROTOCOL_VERSION, type WorkerMessage__Output } from '../rpc/proto.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { JobConfig } from '../rpc/generated/tensorfleet/v1/JobConfig.js';
@@ -10,12 +12,18 @@ import { AdmissionError, ProtocolError } from './errors.js';
 import type { Membership } from './membership.js';
 import { WorkerSession, type AttachCall } from './worker-session.js';
 
+/** Worker names: what fits a hostname or a Kubernetes pod name, and nothing else. */
+export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 export interface ServerSettings {
   jobId: string;
   jobConfig: JobConfig;
   modelSize: number;
   chunkBytes: number;
   maxWorkers: number;
+  heartbeatTimeoutMs: number;
+  token: string | undefined;
+  tls: TlsFiles;
 }
 
 export class CoordinatorServer {
@@ -26,12 +34,17 @@ export class CoordinatorServer {
   port = 0;
   /** False once training ended: new workers are turned away. */
   accepting = true;
+  private readonly verifier: TokenVerifier;
+  private monitor: NodeJS.Timeout | undefined;
+  /** Workers removed for silence, for the report. */
+  timedOut = 0;
 
   constructor(
     private readonly settings: ServerSettings,
     private readonly membership: Membership,
     private readonly log: Logger,
   ) {
+    this.verifier = new TokenVerifier(settings.token);
     const proto = loadProto();
     this.server.addService(proto.tensorfleet.v1.Coordinator.service, {
       Attach: (call: AttachCall) => this.attach(call),
@@ -40,16 +53,57 @@ export class CoordinatorServer {
 
   async start(host: string, port: number): Promise<number> {
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, serverCredentials(this.settings.tls), (err, bound) =>
         err ? reject(err) : resolve(bound),
       );
     });
+    this.startLivenessMonitor();
     return this.port;
+  }
+
+  /** Draining or finished: refuse new workers. */
+  setServing(serving: boolean): void {
+    this.accepting = serving;
+  }
+
+  get heartbeatIntervalMs(): number {
+    return Math.max(50, Math.floor(this.settings.heartbeatTimeoutMs / 4));
+  }
+
+  /**
+   * Sends heartbeats and removes members silent for longer than the timeout. When this
+   * process itself was blocked (a long evaluation), nobody is blamed: clocks restart.
+   */
+  private startLivenessMonitor(): void {
+    const interval = this.heartbeatIntervalMs;
+    let lastTick = performance.now();
+    this.monitor = setInterval(() => {
+      const now = performance.now();
+      const blocked = now - lastTick > 2 * interval;
+      lastTick = now;
+      for (const session of this.membership.ranked()) {
+        if (blocked) {
+          session.lastSeenMs = now;
+          continue;
+        }
+        if (session.isSilent(now, this.settings.heartbeatTimeoutMs)) {
+          const seconds = ((now - session.lastSeenMs) / 1000).toFixed(1);
+          this.log.warn({ workerId: session.id, silentSeconds: seconds }, 'no heartbeat; removing worker');
+          this.timedOut++;
+          session.fail(grpc.status.DEADLINE_EXCEEDED, `no heartbeat for ${seconds} s`);
+          this.membership.remove(session, `no heartbeat for ${seconds} s`);
+        } else {
+          session.send({ heartbeat: { sentAtMs: Date.now() } });
+        }
+      }
+    }, interval);
+    this.monitor.unref();
   }
 
   /** Stops accepting calls; waits briefly for streams to end, then cuts the rest. */
   async close(graceMs = 2000): Promise<void> {
     this.accepting = false;
+    clearInterval(this.monitor);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -70,7 +124,14 @@ export class CoordinatorServer {
       session.closed = true;
       this.membership.remove(session, reason);
     };
+    const denied = this.verifier.check(call.metadata);
+    if (denied) {
+      this.log.warn({ peer: call.getPeer(), reason: denied }, 'unauthenticated attach refused');
+      call.destroy(Object.assign(new Error(denied), { code: grpc.status.UNAUTHENTICATED, details: denied }));
+      return;
+    }
     call.on('data', (msg: WorkerMessage__Output) => {
+      if (session) session.lastSeenMs = performance.now();
       try {
         if (!session) {
           session = this.admit(call, msg);
@@ -111,14 +172,32 @@ export class CoordinatorServer {
       throw new AdmissionError(grpc.status.FAILED_PRECONDITION, `protocol version ${hello.protocolVersion} is not supported; expected ${PROTOCOL_VERSION}`);
     }
     if (!this.accepting) throw new AdmissionError(grpc.status.UNAVAILABLE, 'training has ended');
+    if (!WORKER_ID.test(hello.workerId)) {
+      throw new AdmissionError(grpc.status.INVALID_ARGUMENT, `worker id '${hello.workerId.slice(0, 80)}' must match ${WORKER_ID}`);
+    }
+    const id = hello.workerId;
+    // A worker that reconnects under its name replaces its old stream (which may not have
+    // noticed it is dead yet); that also aborts any step the old stream was part of.
+    const previous = this.membership.get(id);
+    if (previous) {
+      this.log.warn({ workerId: id }, 'worker reconnected; dropping its previous stream');
+      previous.fail(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
+      this.membership.remove(previous, 'replaced by a newer connection');
+    }
     if (this.membership.size >= this.settings.maxWorkers) {
-      throw new AdmissionError(grpc.status.RESOURCE_EXHAUSTED, `the job already has its ${this.settings.maxWorkers} workers`);
+      throw new AdmissionError(grpc.status.RESOURCE_EXHAUSTED, `the job already has its ${this.settings.maxWorkers} workers (--max-workers)`);
     }
     const seq = this.membership.nextJoinSeq();
-    const id = hello.workerId || `worker-${seq}`;
-    if (this.membership.has(id)) throw new AdmissionError(grpc.status.ALREADY_EXISTS, `a worker named '${id}' is already attached`);
     const session = new WorkerSession(id, hello.pid, hello.hostname, hello.backend, seq, call, this.settings.modelSize);
-    session.send({ welcome: { jobId: this.settings.jobId, workerId: id, config: this.settings.jobConfig, chunkBytes: this.settings.chunkBytes } });
+    session.send({
+      welcome: {
+        jobId: this.settings.jobId,
+        workerId: id,
+        config: this.settings.jobConfig,
+        chunkBytes: this.settings.chunkBytes,
+        heartbeatIntervalMs: this.heartbeatIntervalMs,
+      },
+    });
     this.log.info({ workerId: id, pid: hello.pid, host: hello.hostname, backend: hello.backend }, 'worker joined');
     this.membership.add(session);
     return session;

@@ -2,7 +2,8 @@
  * The coordinator: serves the Attach stream, owns the data plan and the in-process parameter
  * server, and runs synchronous steps (DESIGN.md, "Synchronous step protocol") until the
  * epochs are done, evaluating after each one. A worker leaving mid-step aborts the step, which
- * is redone with the remaining members; the data cursor only moves on commit.
+ * is redone with the remaining members; the data cursor only moves on commit. Checkpoints
+ * make a run resumable; drain() stops it cleanly at a step boundary.
  */
 import { randomBytes } from 'node:crypto';
 import type * as tf from '@tensorflow/tfjs';
@@ -16,11 +17,13 @@ import { createModel } from '../model/zoo.js';
 import { ParameterServer } from '../ps/parameter-server.js';
 import { StepBarrier } from '../ps/step-barrier.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
+import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
+import { configHash, describeConfig } from './config-hash.js';
 import { DataPlan } from './data-plan.js';
-import { MembershipChangedError, TrainingFailedError } from './errors.js';
+import { CheckpointMismatchError, DrainingError, MembershipChangedError, TrainingFailedError } from './errors.js';
 import { Membership } from './membership.js';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.js';
-import type { EpochSummary, RunReport } from './report.js';
+import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
 
 export interface StepEvent {
@@ -53,9 +56,24 @@ export class Coordinator {
   private evalModel!: tf.Sequential;
   private layout!: VariableLayout;
   private backend!: BackendInfo;
+  private hash = '';
   private round = 0;
   private step = 0;
   private abortedSteps = 0;
+  private membershipChanges = 0;
+  private trainedSamples = 0;
+  private trainMsBefore = 0;
+  private segmentStart: number | undefined;
+  private history: EpochSummary[] = [];
+  /** Committed steps, samples and loss sum of the current epoch (carried by checkpoints). */
+  private epoch = { steps: 0, samples: 0, lossSum: 0 };
+  private resumedFromStep: number | undefined;
+  private lastCheckpoint: string | undefined;
+  private draining = false;
+  /** Aborted when drain() is called: waits stop at once. */
+  private readonly drainStarted = new AbortController();
+  /** Aborted drainTimeoutMs after drain(): the step in flight is given up. */
+  private readonly drainDeadline = new AbortController();
   private closed = false;
 
   constructor(options: CoordinatorOptions, private readonly hooks: CoordinatorHooks = {}) {
@@ -71,7 +89,12 @@ export class Coordinator {
     return this.backend;
   }
 
-  /** Loads data and model, initializes the parameter server and starts serving. Returns the port. */
+  /** The parameter server's current weights (flat layout). */
+  get weights(): Float32Array {
+    return this.ps.weights;
+  }
+
+  /** Loads data, model and (with resume) the newest checkpoint, then serves. Returns the port. */
   async start(): Promise<number> {
     const o = this.options;
     this.backend = await selectBackend(o.backend);
@@ -81,6 +104,10 @@ export class Coordinator {
     this.layout = layoutOf(this.evalModel);
     this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr });
     this.plan = new DataPlan(o.seed, this.data.train.count, o.batchSize);
+    const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, parameters: this.layout.totalSize, train: this.data.train };
+    this.hash = configHash(hashed);
+    if (o.resume) this.restore(describeConfig(hashed));
+    if (!o.token) this.log.warn('running without a job token (--insecure): anyone who can reach the port can join and send gradients');
     this.server = new CoordinatorServer(
       {
         jobId: randomBytes(8).toString('hex'),
@@ -93,104 +120,114 @@ export class Coordinator {
         },
         modelSize: this.layout.totalSize,
         chunkBytes: o.chunkBytes,
-        maxWorkers: o.workers,
+        maxWorkers: o.maxWorkers,
+        heartbeatTimeoutMs: o.heartbeatTimeoutMs,
+        token: o.token,
+        tls: o.tls,
       },
       this.membership,
       this.log,
     );
     const port = await this.server.start(o.host, o.port);
-    this.log.info({ host: o.host, port, trainSamples: this.data.train.count, testSamples: this.data.test.count, parameters: this.layout.totalSize }, 'coordinator listening');
+    this.log.info({ host: o.host, port, tls: Boolean(o.tls.cert), trainSamples: this.data.train.count, testSamples: this.data.test.count, parameters: this.layout.totalSize }, 'coordinator listening');
     return port;
   }
 
-  /** The parameter server's current weights (flat layout). */
-  get weights(): Float32Array {
-    return this.ps.weights;
+  private restore(expectedConfig: string): void {
+    const checkpoint = readLatestCheckpoint(this.options.checkpointDir!);
+    if (!checkpoint) {
+      this.log.info({ dir: this.options.checkpointDir }, 'no checkpoint to resume from; starting fresh');
+      return;
+    }
+    const h = checkpoint.header;
+    if (h.configHash !== this.hash) {
+      throw new CheckpointMismatchError(`checkpoint ${checkpoint.path} is from another job configuration (${h.config}); this run has ${expectedConfig}`);
+    }
+    this.ps.restore({ weights: checkpoint.weights, m: checkpoint.m, v: checkpoint.v, iterations: h.adamIterations, version: h.version });
+    this.plan.restore(h.epoch, h.cursor);
+    this.step = h.step;
+    this.trainedSamples = h.trainedSamples;
+    this.trainMsBefore = h.trainMs;
+    this.abortedSteps = h.abortedSteps;
+    this.membershipChanges = h.membershipChanges;
+    this.history = h.history;
+    this.epoch = { ...h.epochProgress };
+    this.resumedFromStep = h.step;
+    this.lastCheckpoint = checkpoint.path;
+    this.log.info({ path: checkpoint.path, step: h.step, epoch: h.epoch, cursor: h.cursor }, 'resumed from checkpoint');
   }
 
-  /** Trains to completion. Rejects with TrainingFailedError (or the signal's reason) otherwise. */
+  /** Stops at the next step boundary (the step in flight gets drainTimeoutMs), checkpoints, and tells workers. */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.server?.setServing(false);
+    this.log.warn({ step: this.step, drainTimeoutMs: this.options.drainTimeoutMs }, 'draining');
+    this.drainStarted.abort(new DrainingError());
+    setTimeout(() => this.drainDeadline.abort(new DrainingError()), this.options.drainTimeoutMs).unref();
+  }
+
+  /** Trains to completion (or until drained). Rejects with TrainingFailedError or the signal's reason otherwise. */
   async run(signal?: AbortSignal): Promise<RunReport> {
     const o = this.options;
     const wallStart = performance.now();
+    const waits = signal ? AbortSignal.any([signal, this.drainStarted.signal]) : this.drainStarted.signal;
+    const stepSignal = signal ? AbortSignal.any([signal, this.drainDeadline.signal]) : this.drainDeadline.signal;
     this.log.info({ workers: o.workers }, 'waiting for workers');
-    await this.membership.waitForAtLeast(o.workers, signal);
-    const history: EpochSummary[] = [];
-    let trainMs = 0;
-    let trainedSamples = 0;
-    for (let epoch = 0; epoch < o.epochs; epoch++) {
-      if (epoch > 0) this.plan.nextEpoch();
-      const epochStart = performance.now();
-      let epochSamples = 0;
-      let epochSteps = 0;
-      let lossSum = 0;
-      while (!this.plan.epochDone) {
-        await this.waitForQuorum(signal);
-        const world = this.membership.size;
-        let result: { samples: number; loss: number };
-        try {
-          result = await this.runStep(signal);
-        } catch (err) {
-          if (!(err instanceof MembershipChangedError)) throw err;
-          this.abortedSteps++;
-          this.log.warn({ step: this.step, reason: err.reason }, 'step aborted; redoing it');
-          continue;
+    try {
+      await this.membership.waitForAtLeast(o.workers, waits);
+    } catch (err) {
+      if (err instanceof DrainingError) return this.finish('stopped', wallStart);
+      throw err;
+    }
+    const countChange = () => this.membershipChanges++;
+    this.membership.on('joined', countChange).on('left', countChange);
+    try {
+      for (;;) {
+        this.segmentStart = performance.now();
+        while (!this.plan.epochDone) {
+          if (this.draining) return await this.stopDrained(wallStart);
+          try {
+            await this.waitForQuorum(waits);
+            const world = this.membership.size;
+            const result = await this.runStep(stepSignal);
+            this.epoch.steps++;
+            this.epoch.samples += result.samples;
+            this.epoch.lossSum += result.loss * result.samples;
+            this.trainedSamples += result.samples;
+            this.emitStep(result, this.epoch.steps, world);
+            if (this.step % o.checkpointEvery === 0) this.checkpoint();
+          } catch (err) {
+            if (err instanceof DrainingError) return await this.stopDrained(wallStart);
+            if (!(err instanceof MembershipChangedError)) throw err;
+            this.abortedSteps++;
+            this.log.warn({ step: this.step, reason: err.reason }, 'step aborted; redoing it');
+          }
         }
-        epochSamples += result.samples;
-        epochSteps++;
-        lossSum += result.loss * result.samples;
-        const elapsed = trainMs + (performance.now() - epochStart);
-        this.hooks.onStep?.({
-          epoch,
-          step: this.step,
-          stepInEpoch: epochSteps,
-          stepsInEpoch: epochSteps + Math.ceil((this.plan.trainSize - this.plan.cursor) / (world * o.batchSize)),
-          worldSize: world,
-          samples: result.samples,
-          loss: result.loss,
-          imagesPerSecond: ((trainedSamples + epochSamples) * 1000) / elapsed,
-          epochFraction: this.plan.cursor / this.plan.trainSize,
-        });
+        this.closeSegment();
+        if (this.history.length <= this.plan.epoch) await this.endEpoch();
+        if (this.plan.epoch + 1 >= o.epochs) break;
+        this.plan.nextEpoch();
+        this.epoch = { steps: 0, samples: 0, lossSum: 0 };
       }
-      const epochMs = performance.now() - epochStart;
-      trainMs += epochMs;
-      trainedSamples += epochSamples;
-      const evaluation = await this.evaluate();
-      const summary: EpochSummary = {
-        epoch,
-        steps: epochSteps,
-        samples: epochSamples,
-        trainLoss: lossSum / epochSamples,
-        testAccuracy: evaluation.accuracy,
-        testLoss: evaluation.loss,
-        trainSeconds: epochMs / 1000,
-      };
-      history.push(summary);
-      this.log.info({ ...summary }, 'epoch done');
-      this.hooks.onEpoch?.(summary);
+    } finally {
+      this.membership.off('joined', countChange).off('left', countChange);
     }
     let savedModel: string | undefined;
     if (o.saveModel) {
+      assignWeights(this.evalModel, this.layout, this.ps.weights);
       registerFileSystemRouter();
       await this.evalModel.save(`file://${o.saveModel}`);
       savedModel = o.saveModel;
       this.log.info({ dir: o.saveModel }, 'model saved');
     }
     this.stopWorkers('training completed', true);
-    const last = history[history.length - 1];
-    return this.buildReport('completed', {
-      history,
-      trainMs,
-      trainedSamples,
-      wallMs: performance.now() - wallStart,
-      testAccuracy: last?.testAccuracy ?? null,
-      testLoss: last?.testLoss ?? null,
-      savedModel,
-    });
+    return this.finish('completed', wallStart, savedModel);
   }
 
   /** A report for a run that did not complete. */
   failureReport(error: Error): RunReport {
-    return this.buildReport('failed', { history: [], trainMs: 0, trainedSamples: 0, wallMs: 0, testAccuracy: null, testLoss: null, error: error.message });
+    return this.report('failed', 0, undefined, error.message);
   }
 
   async close(): Promise<void> {
@@ -210,20 +247,98 @@ export class Coordinator {
     }
   }
 
+  private async endEpoch(): Promise<void> {
+    assignWeights(this.evalModel, this.layout, this.ps.weights);
+    const evaluation = await evaluateModel(this.evalModel, this.data.test);
+    const { steps, samples, lossSum } = this.epoch;
+    const summary: EpochSummary = {
+      epoch: this.plan.epoch,
+      steps,
+      samples,
+      trainLoss: samples > 0 ? lossSum / samples : NaN,
+      testAccuracy: evaluation.accuracy,
+      testLoss: evaluation.loss,
+      trainSeconds: this.trainMs() / 1000 - this.history.reduce((a, h) => a + h.trainSeconds, 0),
+    };
+    this.history.push(summary);
+    this.log.info({ ...summary }, 'epoch done');
+    this.hooks.onEpoch?.(summary);
+    this.checkpoint();
+  }
+
+  private async stopDrained(wallStart: number): Promise<RunReport> {
+    this.closeSegment();
+    this.checkpoint();
+    this.stopWorkers('the coordinator is draining; reconnect when it is back', false);
+    return this.finish('stopped', wallStart);
+  }
+
+  private finish(status: RunReport['status'], wallStart: number, savedModel?: string): RunReport {
+    return this.report(status, performance.now() - wallStart, savedModel);
+  }
+
+  private trainMs(): number {
+    return this.trainMsBefore + (this.segmentStart === undefined ? 0 : performance.now() - this.segmentStart);
+  }
+
+  private closeSegment(): void {
+    this.trainMsBefore = this.trainMs();
+    this.segmentStart = undefined;
+  }
+
+  private checkpoint(): void {
+    const dir = this.options.checkpointDir;
+    if (!dir) return;
+    const header: CheckpointHeader = {
+      configHash: this.hash,
+      config: describeConfig({ ...this.options, parameters: this.layout.totalSize, train: this.data.train }),
+      step: this.step,
+      epoch: this.plan.epoch,
+      cursor: this.plan.cursor,
+      version: this.ps.version,
+      adamIterations: this.ps.optimizer.iterations,
+      seed: this.options.seed,
+      trainedSamples: this.trainedSamples,
+      trainMs: this.trainMs(),
+      abortedSteps: this.abortedSteps,
+      membershipChanges: this.membershipChanges,
+      history: this.history,
+      epochProgress: this.epoch,
+      size: this.layout.totalSize,
+      savedAt: new Date().toISOString(),
+    };
+    this.lastCheckpoint = saveCheckpoint(dir, header, this.ps.weights, this.ps.optimizer.m, this.ps.optimizer.v);
+    this.log.debug({ path: this.lastCheckpoint, step: this.step }, 'checkpoint written');
+  }
+
+  private emitStep(result: { samples: number; loss: number }, stepInEpoch: number, world: number): void {
+    this.hooks.onStep?.({
+      epoch: this.plan.epoch,
+      step: this.step,
+      stepInEpoch,
+      stepsInEpoch: stepInEpoch + Math.ceil((this.plan.trainSize - this.plan.cursor) / (world * this.options.batchSize)),
+      worldSize: world,
+      samples: result.samples,
+      loss: result.loss,
+      imagesPerSecond: (this.trainedSamples * 1000) / this.trainMs(),
+      epochFraction: this.plan.cursor / this.plan.trainSize,
+    });
+  }
+
   private stopWorkers(reason: string, completed: boolean): void {
     if (this.server) this.server.accepting = false;
     for (const s of this.membership.ranked()) s.stop(reason, completed);
   }
 
-  private async waitForQuorum(signal?: AbortSignal): Promise<void> {
+  private async waitForQuorum(signal: AbortSignal): Promise<void> {
     if (this.membership.size >= this.options.minWorkers) return;
     this.log.warn({ members: this.membership.size, minWorkers: this.options.minWorkers }, 'too few workers; pausing until enough join');
     await this.membership.waitForAtLeast(this.options.minWorkers, signal);
     this.log.info({ members: this.membership.size }, 'resuming');
   }
 
-  private async runStep(signal?: AbortSignal): Promise<{ samples: number; loss: number }> {
-    signal?.throwIfAborted();
+  private async runStep(signal: AbortSignal): Promise<{ samples: number; loss: number }> {
+    signal.throwIfAborted();
     const members = this.membership.ranked();
     const plan = this.plan.plan(members.length);
     const round = ++this.round;
@@ -234,9 +349,9 @@ export class Coordinator {
       const s = members.find((m) => m === session);
       if (s) barrier.abort(new MembershipChangedError(step, `worker ${s.id} left (${reason})`));
     };
-    const onAbort = () => barrier.abort(signal!.reason instanceof Error ? signal!.reason : new TrainingFailedError('training was stopped'));
+    const onAbort = () => barrier.abort(signal.reason instanceof Error ? signal.reason : new TrainingFailedError('training was stopped'));
     this.membership.on('left', onLeft);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (const r of ranks) {
         const session = members[r]!;
@@ -256,65 +371,30 @@ export class Coordinator {
       return { samples: plan.sampleCount, loss: loss / plan.sampleCount };
     } finally {
       this.membership.off('left', onLeft);
-      signal?.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
-  private async evaluate() {
-    assignWeights(this.evalModel, this.layout, this.ps.weights);
-    return evaluateModel(this.evalModel, this.data.test);
-  }
-
-  private buildReport(
-    status: RunReport['status'],
-    r: { history: EpochSummary[]; trainMs: number; trainedSamples: number; wallMs: number; testAccuracy: number | null; testLoss: number | null; savedModel?: string; error?: string },
-  ): RunReport {
-    const o = this.options;
-    const sessions = this.membership.history;
-    const workerSteps = sessions.reduce((a, s) => a + s.steps, 0);
-    const perStep = (bytes: number) => (workerSteps > 0 ? Math.round(bytes / workerSteps) : 0);
-    return {
+  private report(status: RunReport['status'], wallMs: number, savedModel?: string, error?: string): RunReport {
+    return buildReport({
       status,
-      ...(r.error ? { error: r.error } : {}),
-      model: o.model,
-      backend: this.backend?.name ?? o.backend,
-      workers: o.workers,
-      epochs: o.epochs,
+      error,
+      options: this.options,
+      backend: this.backend?.name ?? this.options.backend,
       steps: this.step,
-      batchSize: o.batchSize,
-      globalBatchSize: o.workers * o.batchSize,
-      lr: o.lr,
-      seed: o.seed,
       trainSamples: this.data?.train.count ?? 0,
       testSamples: this.data?.test.count ?? 0,
-      samplesPerEpoch: r.history.map((h) => h.samples),
-      testAccuracy: r.testAccuracy,
-      testLoss: r.testLoss,
-      imagesPerSecond: r.trainMs > 0 ? (r.trainedSamples * 1000) / r.trainMs : 0,
-      trainSeconds: r.trainMs / 1000,
-      wallSeconds: r.wallMs / 1000,
-      // The initial admissions are not changes of a running job.
-      membershipChanges: Math.max(0, this.membership.changes - Math.min(sessions.length, o.workers)),
+      history: status === 'failed' ? [] : this.history,
+      trainedSamples: this.trainedSamples,
+      trainMs: this.data ? this.trainMs() : 0,
+      wallMs,
+      membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,
-      staleGradients: sessions.reduce((a, s) => a + s.staleGradients, 0),
-      // From a worker's point of view: gradient bytes it sent, weight bytes it received.
-      bytesPerStepPerWorker: {
-        sent: perStep(sessions.reduce((a, s) => a + s.bytesReceived, 0)),
-        received: perStep(sessions.reduce((a, s) => a + s.bytesSent, 0)),
-      },
-      coordinatorPeakRssBytes: process.resourceUsage().maxRSS * 1024,
-      epochHistory: r.history,
-      perWorker: sessions.map((s) => ({
-        id: s.id,
-        pid: s.pid,
-        hostname: s.hostname,
-        backend: s.backend,
-        steps: s.steps,
-        samples: s.samples,
-        computeSeconds: s.computeMs / 1000,
-        peakRssBytes: s.maxRssBytes,
-      })),
-      ...(r.savedModel ? { savedModel: r.savedModel } : {}),
-    };
+      heartbeatTimeouts: this.server?.timedOut ?? 0,
+      sessions: this.membership.history,
+      resumedFromStep: this.resumedFromStep,
+      lastCheckpoint: this.lastCheckpoint,
+      savedModel,
+    });
   }
 }

@@ -32,6 +32,10 @@ export class WorkerSession {
   bytesSent = 0;
   bytesReceived = 0;
   closed = false;
+  /** When the last message of any kind arrived (performance.now() ms). */
+  lastSeenMs = performance.now();
+  /** Smoothed compute time of a step, to allow slow backends time before declaring silence. */
+  computeMsAverage = 0;
   private readonly gradient: ChunkAssembler;
   private expected: Expected | undefined;
 
@@ -84,8 +88,19 @@ export class WorkerSession {
     this.steps++;
     this.samples += msg.sampleCount;
     this.computeMs += msg.computeMs;
+    this.computeMsAverage = this.steps === 1 ? msg.computeMs : 0.8 * this.computeMsAverage + 0.2 * msg.computeMs;
     this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
     expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values: this.gradient.values });
+  }
+
+  get busy(): boolean {
+    return this.expected !== undefined;
+  }
+
+  /** Silent for longer than allowed: the timeout, plus room for three steps while computing one. */
+  isSilent(now: number, timeoutMs: number): boolean {
+    const allowance = timeoutMs + (this.busy ? 3 * this.computeMsAverage : 0);
+    return now - this.lastSeenMs > allowance;
   }
 
   /** Ends the stream with a final Stop message. */

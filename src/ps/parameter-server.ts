@@ -22,6 +22,18 @@ export class ParameterServer {
     return this.weights.length;
   }
 
+  /** Puts back the state of a checkpoint. */
+  restore(state: { weights: Float32Array; m: Float32Array; v: Float32Array; iterations: number; version: number }): void {
+    for (const [name, a] of [['weights', state.weights], ['m', state.m], ['v', state.v]] as const) {
+      if (a.length !== this.size) throw new RangeError(`${name} has ${a.length} floats; the model has ${this.size}`);
+    }
+    this.weights.set(state.weights);
+    this.optimizer.m.set(state.m);
+    this.optimizer.v.set(state.v);
+    this.optimizer.iterations = state.iterations;
+    this.version = state.version;
+  }
+
   /** Commits one synchronous step; returns the new version. */
   commit(contributions: readonly Contribution[]): number {
     const mean = this.aggregator.average(contributions);

@@ -12,3 +12,11 @@ export class CoordinatorLostError extends Error {
 export class UnexpectedMessageError extends Error {
   override readonly name = 'UnexpectedMessageError';
 }
+
+/** The coordinator refused this worker for good (wrong token, bad configuration...). */
+export class RejectedError extends Error {
+  override readonly name = 'RejectedError';
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * A worker: attaches to the coordinator with one long-lived stream, then loops: take the
  * weights it is sent, compute the gradient of the mean loss over the step's slice, send it
- * back in chunks. It keeps nothing durable; a new worker joins by being sent the weights.
+ * back in chunks. It keeps nothing durable: when the coordinator goes away it reconnects (with
+ * capped, jittered backoff, on retryable codes only) and is sent the weights again.
  */
 import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
@@ -10,21 +11,27 @@ import { loadMnist, type LabeledImages } from '../data/mnist.js';
 import { selectBackend, type BackendInfo } from '../model/backend.js';
 import { GradientComputer } from '../model/gradients.js';
 import { assertSameLayout } from '../model/variables.js';
+import { tokenMetadata } from '../rpc/auth.js';
+import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
-import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output, type WorkerMessage } from '../rpc/proto.js';
+import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output, type JobConfig__Output, type WorkerMessage } from '../rpc/proto.js';
+import { channelCredentials } from '../rpc/tls.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
-import { CoordinatorLostError, UnexpectedMessageError } from './errors.js';
+import { CoordinatorLostError, RejectedError, UnexpectedMessageError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 
 export interface WorkerResult {
+  /** True when the coordinator finished training; false when this worker left (signal). */
   completed: boolean;
   reason: string;
   steps: number;
 }
 
 type Duplex = grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>;
+type Outcome = { kind: 'stopped'; completed: boolean; reason: string; welcomed: boolean } | { kind: 'lost'; code: grpc.status; details: string; welcomed: boolean };
 
 interface Job {
+  config: JobConfig__Output;
   computer: GradientComputer;
   train: LabeledImages;
   weights: ChunkAssembler;
@@ -36,10 +43,9 @@ interface Job {
 export class TrainingWorker {
   readonly options: CompiledWorkerOptions;
   private readonly log: Logger;
-  private client: grpc.Client | undefined;
-  private call: Duplex | undefined;
   private job: Job | undefined;
   private backend: BackendInfo | undefined;
+  private call: Duplex | undefined;
   private steps = 0;
   private closed = false;
 
@@ -48,47 +54,48 @@ export class TrainingWorker {
     this.log = log.child({ component: 'worker', workerId: this.options.id });
   }
 
-  /** Connects and trains until the coordinator says stop. */
+  /** Trains until the coordinator says training is complete; leaves cleanly when `signal` aborts. */
   async run(signal?: AbortSignal): Promise<WorkerResult> {
     this.backend = await selectBackend(this.options.backend);
     this.log.info({ backend: this.backend.name, device: this.backend.device }, 'backend selected');
-    const proto = loadProto();
-    const client = new proto.tensorfleet.v1.Coordinator(this.options.coordinator, grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    });
-    this.client = client;
-    const call: Duplex = client.Attach();
-    this.call = call;
-    const onAbort = () => call.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    call.write({ hello: { workerId: this.options.id, pid: process.pid, hostname: hostname(), backend: this.backend.name, protocolVersion: PROTOCOL_VERSION } });
+    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
+    let giveUpAt = performance.now() + this.options.connectTimeoutMs;
+    const left = () => ({ completed: false, reason: 'left on request', steps: this.steps });
     try {
-      for await (const msg of call as AsyncIterable<CoordinatorMessage__Output>) {
-        const stop = await this.handle(msg);
-        if (stop) {
-          call.end();
-          this.log.info({ reason: stop.reason, steps: this.steps }, 'stopped by the coordinator');
-          return { completed: stop.completed, reason: stop.reason, steps: this.steps };
+      for (;;) {
+        if (signal?.aborted) return left();
+        const outcome = await this.session(signal);
+        if (signal?.aborted) return left();
+        if (outcome.welcomed) {
+          backoff.reset();
+          giveUpAt = performance.now() + this.options.connectTimeoutMs;
+        }
+        if (outcome.kind === 'stopped') {
+          this.log.info({ reason: outcome.reason, steps: this.steps }, 'stopped by the coordinator');
+          if (outcome.completed) return { completed: true, reason: outcome.reason, steps: this.steps };
+        } else {
+          const what = `${grpc.status[outcome.code] ?? outcome.code}: ${outcome.details}`;
+          if (!isRetryable(outcome.code)) throw new RejectedError(outcome.code, `coordinator at ${this.options.coordinator} refused this worker (${what})`);
+          if (performance.now() > giveUpAt) {
+            throw new CoordinatorLostError(`coordinator at ${this.options.coordinator} unreachable for ${Math.round(this.options.connectTimeoutMs / 1000)} s (${what})`);
+          }
+          this.log.warn({ code: grpc.status[outcome.code], details: outcome.details }, 'coordinator lost; reconnecting');
+        }
+        try {
+          await sleep(backoff.next(), signal);
+        } catch {
+          return left();
         }
       }
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
-      const e = err as grpc.ServiceError;
-      if (typeof e.code === 'number') {
-        throw new CoordinatorLostError(`coordinator at ${this.options.coordinator}: ${grpc.status[e.code]} ${e.details}`, { cause: err });
-      }
-      throw err;
     } finally {
-      signal?.removeEventListener('abort', onAbort);
       this.close();
     }
-    throw new CoordinatorLostError(`coordinator at ${this.options.coordinator} ended the stream without a stop`);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const cleanup of [() => this.call?.cancel(), () => this.client?.close(), () => this.job?.computer.dispose()]) {
+    for (const cleanup of [() => this.call?.cancel(), () => this.job?.computer.dispose()]) {
       try {
         cleanup();
       } catch (err) {
@@ -97,11 +104,72 @@ export class TrainingWorker {
     }
   }
 
-  private async handle(msg: CoordinatorMessage__Output): Promise<{ reason: string; completed: boolean } | undefined> {
+  /** One Attach stream, from Hello to its end. Never throws for stream errors: it reports them. */
+  private async session(signal?: AbortSignal): Promise<Outcome> {
+    const proto = loadProto();
+    const client = new proto.tensorfleet.v1.Coordinator(this.options.coordinator, channelCredentials(this.options.tls), {
+      'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    });
+    const call: Duplex = client.Attach(tokenMetadata(this.options.token));
+    this.call = call;
+    let welcomed = false;
+    let lastHeard = performance.now();
+    let heartbeat: NodeJS.Timeout | undefined;
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    call.write({ hello: { workerId: this.options.id, pid: process.pid, hostname: hostname(), backend: this.backend!.name, protocolVersion: PROTOCOL_VERSION } });
+    try {
+      for await (const msg of call as AsyncIterable<CoordinatorMessage__Output>) {
+        lastHeard = performance.now();
+        if (msg.kind === 'welcome' && !welcomed) {
+          welcomed = true;
+          heartbeat = this.startHeartbeat(call, msg.welcome!.heartbeatIntervalMs, () => lastHeard, (t) => (lastHeard = t));
+        }
+        if (msg.kind === 'stop') {
+          call.end();
+          return { kind: 'stopped', completed: msg.stop!.completed, reason: msg.stop!.reason, welcomed };
+        }
+        await this.handle(msg);
+      }
+      return { kind: 'lost', code: grpc.status.UNAVAILABLE, details: 'the coordinator ended the stream without a stop', welcomed };
+    } catch (err) {
+      const e = err as Partial<grpc.ServiceError>;
+      if (typeof e.code === 'number') return { kind: 'lost', code: e.code, details: e.details ?? e.message ?? '', welcomed };
+      call.cancel();
+      throw err;
+    } finally {
+      clearInterval(heartbeat);
+      signal?.removeEventListener('abort', onAbort);
+      client.close();
+    }
+  }
+
+  /** Sends heartbeats; cancels the stream when the coordinator has been silent too long. */
+  private startHeartbeat(call: Duplex, intervalMs: number, lastHeard: () => number, setHeard: (t: number) => void): NodeJS.Timeout {
+    const interval = Math.max(50, intervalMs || 1000);
+    const timeoutMs = 4 * interval;
+    let lastTick = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      // This process was blocked (a long step): nobody is to blame, restart the clock.
+      if (now - lastTick > 2 * interval) setHeard(now);
+      lastTick = now;
+      if (now - lastHeard() > timeoutMs) {
+        this.log.warn({ silentMs: Math.round(now - lastHeard()) }, 'coordinator silent; reconnecting');
+        call.cancel();
+        return;
+      }
+      call.write({ heartbeat: { sentAtMs: Date.now() } });
+    }, interval);
+    timer.unref();
+    return timer;
+  }
+
+  private async handle(msg: CoordinatorMessage__Output): Promise<void> {
     switch (msg.kind) {
       case 'welcome':
         this.welcome(msg.welcome!);
-        return undefined;
+        return;
       case 'weights': {
         const job = this.requireJob();
         const w = msg.weights!;
@@ -110,28 +178,35 @@ export class TrainingWorker {
           job.computer.setWeights(job.weights.values);
           job.version = Number(w.version);
         }
-        return undefined;
+        return;
       }
       case 'step':
         await this.computeStep(msg.step!);
-        return undefined;
-      case 'stop':
-        return { reason: msg.stop!.reason, completed: msg.stop!.completed };
+        return;
       case 'heartbeat':
-        return undefined;
+        return;
       default:
         throw new UnexpectedMessageError(`unexpected message '${msg.kind ?? 'empty'}' from the coordinator`);
     }
   }
 
   private welcome(welcome: NonNullable<CoordinatorMessage__Output['welcome']>): void {
-    if (this.job) throw new UnexpectedMessageError('a second welcome on one stream');
     const config = welcome.config;
     if (!config) throw new UnexpectedMessageError('welcome without a job config');
+    const same = this.job && this.job.config.model === config.model && this.job.config.dataDir === config.dataDir && this.job.config.trainLimit === config.trainLimit;
+    if (this.job && same) {
+      // Reconnected to the same job: keep data and model, wait for fresh weights.
+      this.job.version = -1;
+      this.job.chunkBytes = welcome.chunkBytes;
+      this.log.info({ jobId: welcome.jobId }, 'rejoined the job');
+      return;
+    }
+    this.job?.computer.dispose();
     const data = loadMnist({ dataDir: config.dataDir || undefined, trainLimit: config.trainLimit, skipTest: true });
     const computer = new GradientComputer(config.model);
     assertSameLayout(computer.layout, config.variables);
     this.job = {
+      config,
       computer,
       train: data.train,
       weights: new ChunkAssembler(computer.layout.totalSize),

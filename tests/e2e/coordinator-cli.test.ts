@@ -75,7 +75,7 @@ describe('coordinator CLI', () => {
   });
 
   it('--launch none trains with a worker started by hand', async () => {
-    const coordinator = execa('node', [COORDINATOR, '--launch', 'none', '--port', '0', '--workers', '1', '--model', 'mlp', '--train-limit', '256', '--test-limit', '100', '--backend', 'wasm', '--log-level', 'warn'], { reject: false, timeout: 120_000 });
+    const coordinator = execa('node', [COORDINATOR, '--launch', 'none', '--port', '0', '--token', 'e2e-token', '--workers', '1', '--model', 'mlp', '--train-limit', '256', '--test-limit', '100', '--backend', 'wasm', '--log-level', 'warn'], { reject: false, timeout: 120_000 });
     const port = await new Promise<string>((resolve, reject) => {
       coordinator.stdout!.on('data', (d: Buffer) => {
         const m = /listening on 127\.0\.0\.1:(\d+)/.exec(d.toString());
@@ -83,7 +83,11 @@ describe('coordinator CLI', () => {
       });
       coordinator.on('exit', () => reject(new Error('coordinator exited before listening')));
     });
-    const worker = await execa('node', [WORKER, '--coordinator', `127.0.0.1:${port}`, '--backend', 'wasm', '--id', 'by-hand', '--log-level', 'warn'], { reject: false, timeout: 120_000 });
+    const worker = await execa('node', [WORKER, '--coordinator', `127.0.0.1:${port}`, '--backend', 'wasm', '--id', 'by-hand', '--log-level', 'warn'], {
+      reject: false,
+      timeout: 120_000,
+      env: { TENSORFLEET_TOKEN: 'e2e-token' },
+    });
     const done = await coordinator;
     expect(worker.exitCode, worker.stderr).toBe(0);
     expect(done.exitCode, done.stderr).toBe(0);

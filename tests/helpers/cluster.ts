@@ -9,13 +9,15 @@ export interface ClusterRun {
   weights: Float32Array;
 }
 
+export const TEST_TOKEN = 'test-token-0123456789';
+
 export async function trainInProcess(options: CoordinatorOptions): Promise<ClusterRun> {
-  const coordinator = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, ...options });
+  const coordinator = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, token: TEST_TOKEN, ...options });
   const workers: TrainingWorker[] = [];
   try {
     const port = await coordinator.start();
     const n = coordinator.options.workers;
-    for (let i = 0; i < n; i++) workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: coordinator.options.backend, id: `w${i}` }));
+    for (let i = 0; i < n; i++) workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: coordinator.options.backend, id: `w${i}`, token: TEST_TOKEN }));
     const runs = workers.map((w) => w.run());
     const report = await coordinator.run();
     const results = await Promise.all(runs);
