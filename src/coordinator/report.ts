@@ -49,6 +49,8 @@ export interface RunReport {
   membershipChanges: number;
   abortedSteps: number;
   staleGradients: number;
+  /** Gradients rejected for NaN/Inf values (their senders were disconnected and the step redone). */
+  rejectedContributions: number;
   /** Workers removed because they went silent (no heartbeat). */
   heartbeatTimeouts: number;
   /** Set when the run continued from a checkpoint: the step it resumed at. */
@@ -82,6 +84,7 @@ export interface ReportInputs {
   wallMs: number;
   membershipChanges: number;
   abortedSteps: number;
+  rejectedContributions: number;
   heartbeatTimeouts: number;
   sessions: WorkerSession[];
   resumedFromStep?: number;
@@ -117,6 +120,7 @@ export function buildReport(r: ReportInputs): RunReport {
     membershipChanges: r.membershipChanges,
     abortedSteps: r.abortedSteps,
     staleGradients: r.sessions.reduce((a, s) => a + s.staleGradients, 0),
+    rejectedContributions: r.rejectedContributions,
     heartbeatTimeouts: r.heartbeatTimeouts,
     // From a worker's point of view: gradient bytes it sent, weight bytes it received.
     bytesPerStepPerWorker: {

@@ -10,10 +10,12 @@ import type { Logger } from '../telemetry/logger.js';
 import type { JobConfig } from '../rpc/generated/tensorfleet/v1/JobConfig.js';
 import { AdmissionError, ProtocolError } from './errors.js';
 import type { Membership } from './membership.js';
-import { WorkerSession, type AttachCall } from './worker-session.js';
+import { failCall, WorkerSession, type AttachCall } from './worker-session.js';
 
 /** Worker names: what fits a hostname or a Kubernetes pod name, and nothing else. */
 export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const MALFORMED = 'malformed';
 
 export interface ServerSettings {
   jobId: string;
@@ -38,6 +40,8 @@ export class CoordinatorServer {
   private monitor: NodeJS.Timeout | undefined;
   /** Workers removed for silence, for the report. */
   timedOut = 0;
+  /** Calls ended for protocol violations or refused admission. */
+  rejected = 0;
 
   constructor(
     private readonly settings: ServerSettings,
@@ -45,8 +49,24 @@ export class CoordinatorServer {
     private readonly log: Logger,
   ) {
     this.verifier = new TokenVerifier(settings.token);
-    const proto = loadProto();
-    this.server.addService(proto.tensorfleet.v1.Coordinator.service, {
+    const service = loadProto().tensorfleet.v1.Coordinator.service;
+    // Bytes that do not parse reach the handler as a 'malformed' message and are answered with
+    // INVALID_ARGUMENT (grpc-js would answer INTERNAL, which reads as a server fault).
+    const attach = service.Attach;
+    const tolerantService = {
+      ...service,
+      Attach: {
+        ...attach,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return attach.requestDeserialize(bytes);
+          } catch (err) {
+            return { kind: MALFORMED, error: (err as Error).message };
+          }
+        },
+      },
+    };
+    this.server.addService(tolerantService, {
       Attach: (call: AttachCall) => this.attach(call),
     });
   }
@@ -119,6 +139,8 @@ export class CoordinatorServer {
 
   private attach(call: AttachCall): void {
     let session: WorkerSession | undefined;
+    /** Set once the call is being ended with an error: nothing it sends afterwards counts. */
+    let dead = false;
     const drop = (reason: string) => {
       if (!session) return;
       session.closed = true;
@@ -127,12 +149,15 @@ export class CoordinatorServer {
     const denied = this.verifier.check(call.metadata);
     if (denied) {
       this.log.warn({ peer: call.getPeer(), reason: denied }, 'unauthenticated attach refused');
-      call.destroy(Object.assign(new Error(denied), { code: grpc.status.UNAUTHENTICATED, details: denied }));
+      dead = true;
+      failCall(call, grpc.status.UNAUTHENTICATED, denied);
       return;
     }
     call.on('data', (msg: WorkerMessage__Output) => {
+      if (dead || session?.closed) return;
       if (session) session.lastSeenMs = performance.now();
       try {
+        if ((msg.kind as string) === MALFORMED) throw new ProtocolError(`malformed message: ${(msg as unknown as { error: string }).error}`);
         if (!session) {
           session = this.admit(call, msg);
           return;
@@ -147,19 +172,22 @@ export class CoordinatorServer {
             throw new ProtocolError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);
         }
       } catch (err) {
+        dead = true;
+        const message = (err as Error).message;
         const code = err instanceof AdmissionError ? err.code : grpc.status.INVALID_ARGUMENT;
-        this.log.warn({ workerId: session?.id, err: (err as Error).message }, 'rejecting worker');
+        this.rejected++;
+        this.log.warn({ workerId: session?.id, code: grpc.status[code], err: message }, 'rejecting worker');
         if (session) {
-          session.fail(code, (err as Error).message);
-          drop(`protocol error: ${(err as Error).message}`);
+          session.fail(code, message);
+          drop(`protocol error: ${message}`);
         } else {
-          call.destroy(Object.assign(new Error((err as Error).message), { code, details: (err as Error).message }));
+          failCall(call, code, message);
         }
       }
     });
     call.on('end', () => {
       drop('stream ended');
-      call.end();
+      if (!dead) call.end();
     });
     call.on('error', (err) => drop(`stream error: ${err.message}`));
     call.on('close', () => drop('stream closed'));
@@ -168,6 +196,7 @@ export class CoordinatorServer {
   private admit(call: AttachCall, msg: WorkerMessage__Output): WorkerSession {
     if (msg.kind !== 'hello' || !msg.hello) throw new AdmissionError(grpc.status.INVALID_ARGUMENT, 'the first message must be hello');
     const hello = msg.hello;
+    if (hello.hostname.length > 255 || hello.backend.length > 64) throw new AdmissionError(grpc.status.INVALID_ARGUMENT, 'hello fields too long');
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new AdmissionError(grpc.status.FAILED_PRECONDITION, `protocol version ${hello.protocolVersion} is not supported; expected ${PROTOCOL_VERSION}`);
     }

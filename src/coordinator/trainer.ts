@@ -6,6 +6,7 @@
  * make a run resumable; drain() stops it cleanly at a step boundary.
  */
 import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import type * as tf from '@tensorflow/tfjs';
 import { loadMnist, type MnistData } from '../data/mnist.js';
 import { selectBackend, type BackendInfo } from '../model/backend.js';
@@ -14,6 +15,7 @@ import { registerFileSystemRouter } from '../model/file-io.js';
 import { initialWeights } from '../model/init.js';
 import { assignWeights, layoutOf, type VariableLayout } from '../model/variables.js';
 import { createModel } from '../model/zoo.js';
+import { NonFiniteGradientError } from '../ps/aggregator.js';
 import { ParameterServer } from '../ps/parameter-server.js';
 import { StepBarrier } from '../ps/step-barrier.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
@@ -60,6 +62,7 @@ export class Coordinator {
   private round = 0;
   private step = 0;
   private abortedSteps = 0;
+  private rejectedContributions = 0;
   private membershipChanges = 0;
   private trainedSamples = 0;
   private trainMsBefore = 0;
@@ -363,7 +366,20 @@ export class Coordinator {
         );
       }
       const contributions = await barrier.done;
-      this.ps.commit(contributions);
+      try {
+        this.ps.commit(contributions);
+      } catch (err) {
+        if (!(err instanceof NonFiniteGradientError)) throw err;
+        // Reject the contributions (the parameter server is unchanged), drop their senders, redo the step.
+        const culprits = err.indices.map((i) => members[contributions[i]!.rank]!);
+        for (const s of culprits) {
+          this.rejectedContributions++;
+          this.log.warn({ workerId: s.id, step }, 'gradient with NaN or Inf rejected; removing the worker');
+          s.fail(grpc.status.INVALID_ARGUMENT, `gradient for step ${step} contains NaN or infinite values`);
+          this.membership.remove(s, 'sent a non-finite gradient');
+        }
+        throw new MembershipChangedError(step, `rejected non-finite gradient(s) from ${culprits.map((s) => s.id).join(', ')}`);
+      }
       this.plan.commit(plan);
       this.step++;
       let loss = 0;
@@ -390,6 +406,7 @@ export class Coordinator {
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,
+      rejectedContributions: this.rejectedContributions,
       heartbeatTimeouts: this.server?.timedOut ?? 0,
       sessions: this.membership.history,
       resumedFromStep: this.resumedFromStep,

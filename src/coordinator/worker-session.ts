@@ -79,6 +79,9 @@ export class WorkerSession {
       return;
     }
     if (Number(msg.step) !== expected.step) throw new ProtocolError(`gradient for round ${msg.round} names step ${msg.step}; expected ${expected.step}`);
+    if (!Number.isFinite(msg.computeMs) || msg.computeMs < 0 || !Number.isFinite(msg.loss)) {
+      throw new ProtocolError(`gradient stats out of range (computeMs ${msg.computeMs}, loss ${msg.loss})`);
+    }
     if (msg.sampleCount !== expected.sampleCount) {
       throw new ProtocolError(`gradient counts ${msg.sampleCount} samples; the step assigned ${expected.sampleCount}`);
     }
@@ -111,10 +114,15 @@ export class WorkerSession {
     this.call.end();
   }
 
-  /** Drops the stream with an error status (protocol violations). */
+  /** Ends the stream with an error status (protocol violations, silence, replacement). */
   fail(code: grpc.status, details: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.call.destroy(Object.assign(new Error(details), { code, details }));
+    failCall(this.call, code, details);
   }
+}
+
+/** Ends a server stream with a gRPC status (grpc-js sends it as the stream's trailers). */
+export function failCall(call: AttachCall, code: grpc.status, details: string): void {
+  call.emit('error', { code, details });
 }
