@@ -1,5 +1,5 @@
 /** The real programs: `coordinator` spawning `worker` processes, as a user runs them (needs `npm run build`). */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunReport } from '../../src/coordinator/report.js';
-import { loadMnist } from '../../src/data/mnist.js';
+import { embeddedMnistDir, loadMnist } from '../../src/data/mnist.js';
 import { selectBackend } from '../../src/model/backend.js';
 import { evaluateModel } from '../../src/model/evaluate.js';
 import { registerFileSystemRouter } from '../../src/model/file-io.js';
@@ -72,6 +72,20 @@ describe('coordinator CLI', () => {
     const r = JSON.parse(readFileSync(report, 'utf8')) as RunReport;
     expect(r.status).toBe('failed');
     expect(r.error).toMatch(/no-such-data/);
+  });
+
+  it('a corrupt data file fails with exit 1 and one line naming the file and the problem', async () => {
+    const data = join(dir, 'corrupt-data');
+    mkdirSync(data);
+    for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+      copyFileSync(join(embeddedMnistDir(), f), join(data, f));
+    }
+    truncateSync(join(data, 't10k-labels-idx1-ubyte'), 5000);
+    const run = await execa('node', [COORDINATOR, '--data-dir', data, '--log-level', 'silent'], { reject: false, timeout: 60_000 });
+    expect(run.exitCode).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/t10k-labels-idx1-ubyte: truncated: dimensions 10000 need 10000 data bytes, the file has 4992/);
   });
 
   it('--launch none trains with a worker started by hand', async () => {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { Adam } from '../../src/ps/adam.js';
-import { GradientAggregator } from '../../src/ps/aggregator.js';
+import { GradientAggregator, NonFiniteGradientError } from '../../src/ps/aggregator.js';
 import { ParameterServer } from '../../src/ps/parameter-server.js';
 import { StepBarrier } from '../../src/ps/step-barrier.js';
 import { Random } from '../../src/data/random.js';
@@ -44,6 +44,28 @@ describe('aggregation', () => {
       { sampleCount: 3, values: Float32Array.from([5, 2]) },
     ]);
     expect(Array.from(mean)).toEqual([4, 4]);
+  });
+
+  it('names the contributions holding NaN or Inf, and a rejected commit leaves the server unchanged', () => {
+    const agg = new GradientAggregator(3);
+    const ok = { sampleCount: 1, values: Float32Array.from([1, 2, 3]) };
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const err = (() => {
+        try {
+          agg.average([ok, { sampleCount: 2, values: Float32Array.from([0, bad, 0]) }, ok]);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toBeInstanceOf(NonFiniteGradientError);
+      expect((err as NonFiniteGradientError).indices).toEqual([1]);
+    }
+    const ps = new ParameterServer(Float32Array.from([1, 2, 3]));
+    expect(() => ps.commit([{ sampleCount: 1, values: Float32Array.from([NaN, 0, 0]) }])).toThrow(NonFiniteGradientError);
+    expect(Array.from(ps.weights)).toEqual([1, 2, 3]);
+    expect(ps.version).toBe(0);
+    expect(ps.optimizer.iterations).toBe(0);
+    expect(Array.from(agg.average([ok, ok]))).toEqual([1, 2, 3]);
   });
 
   it('the barrier hands contributions back in rank order whatever the arrival order', async () => {
