@@ -58,6 +58,13 @@ export interface RunReport {
   lastCheckpoint?: string;
   bytesPerStepPerWorker: { sent: number; received: number };
   coordinatorPeakRssBytes: number;
+  /**
+   * Mean time of a step per worker (ms), split: compute (forward, backward, reading gradients),
+   * encode (serializing and writing the gradient), wait (for the step's slowest gradient),
+   * optimizer (averaging + Adam on the parameter server), transfer (the rest: weights out,
+   * gradient in, decoding, scheduling).
+   */
+  stepPhasesMs: { compute: number; encode: number; transfer: number; wait: number; optimizer: number; total: number };
   epochHistory: EpochSummary[];
   perWorker: WorkerSummary[];
   savedModel?: string;
@@ -128,6 +135,7 @@ export function buildReport(r: ReportInputs): RunReport {
       received: perStep(r.sessions.reduce((a, s) => a + s.bytesSent, 0)),
     },
     coordinatorPeakRssBytes: process.resourceUsage().maxRSS * 1024,
+    stepPhasesMs: meanPhases(r.sessions),
     epochHistory: r.history,
     perWorker: r.sessions.map((s) => ({
       id: s.id,
@@ -143,4 +151,11 @@ export function buildReport(r: ReportInputs): RunReport {
     ...(r.lastCheckpoint ? { lastCheckpoint: r.lastCheckpoint } : {}),
     ...(r.savedModel ? { savedModel: r.savedModel } : {}),
   };
+}
+
+function meanPhases(sessions: WorkerSession[]): RunReport['stepPhasesMs'] {
+  const sum = { compute: 0, encode: 0, transfer: 0, wait: 0, optimizer: 0, total: 0, steps: 0 };
+  for (const s of sessions) for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += s.phases[k];
+  const mean = (v: number) => (sum.steps > 0 ? v / sum.steps : 0);
+  return { compute: mean(sum.compute), encode: mean(sum.encode), transfer: mean(sum.transfer), wait: mean(sum.wait), optimizer: mean(sum.optimizer), total: mean(sum.total) };
 }

@@ -355,6 +355,7 @@ export class Coordinator {
     const onAbort = () => barrier.abort(signal.reason instanceof Error ? signal.reason : new TrainingFailedError('training was stopped'));
     this.membership.on('left', onLeft);
     signal.addEventListener('abort', onAbort, { once: true });
+    const dispatchedAt = performance.now();
     try {
       for (const r of ranks) {
         const session = members[r]!;
@@ -366,6 +367,7 @@ export class Coordinator {
         );
       }
       const contributions = await barrier.done;
+      const optimizerStart = performance.now();
       try {
         this.ps.commit(contributions);
       } catch (err) {
@@ -380,6 +382,9 @@ export class Coordinator {
         }
         throw new MembershipChangedError(step, `rejected non-finite gradient(s) from ${culprits.map((s) => s.id).join(', ')}`);
       }
+      const committedAt = performance.now();
+      const lastDelivered = Math.max(...ranks.map((r) => members[r]!.deliveredAtMs));
+      for (const r of ranks) members[r]!.recordPhases(committedAt - dispatchedAt, committedAt - optimizerStart, lastDelivered);
       this.plan.commit(plan);
       this.step++;
       let loss = 0;

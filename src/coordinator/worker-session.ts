@@ -34,6 +34,12 @@ export class WorkerSession {
   closed = false;
   /** When the last message of any kind arrived (performance.now() ms). */
   lastSeenMs = performance.now();
+  /** Summed step phases of this worker (ms), for the report's step split. */
+  readonly phases = { compute: 0, encode: 0, transfer: 0, wait: 0, optimizer: 0, total: 0, steps: 0 };
+  /** When this worker's gradient of the current round was complete (performance.now() ms). */
+  deliveredAtMs = 0;
+  private lastComputeMs = 0;
+  private lastEncodeMs = 0;
   /** Smoothed compute time of a step, to allow slow backends time before declaring silence. */
   computeMsAverage = 0;
   private readonly gradient: ChunkAssembler;
@@ -91,9 +97,25 @@ export class WorkerSession {
     this.steps++;
     this.samples += msg.sampleCount;
     this.computeMs += msg.computeMs;
+    this.lastComputeMs = msg.computeMs;
+    this.lastEncodeMs = Number.isFinite(msg.lastEncodeMs) && msg.lastEncodeMs >= 0 ? msg.lastEncodeMs : 0;
+    this.deliveredAtMs = performance.now();
     this.computeMsAverage = this.steps === 1 ? msg.computeMs : 0.8 * this.computeMsAverage + 0.2 * msg.computeMs;
     this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
     expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values: this.gradient.values });
+  }
+
+  /** Books one committed step: its wall time from dispatch to commit, the optimizer's share, and when the last gradient came. */
+  recordPhases(totalMs: number, optimizerMs: number, lastDeliveredAtMs: number): void {
+    const p = this.phases;
+    const wait = lastDeliveredAtMs - this.deliveredAtMs;
+    p.compute += this.lastComputeMs;
+    p.encode += this.lastEncodeMs;
+    p.wait += wait;
+    p.optimizer += optimizerMs;
+    p.transfer += Math.max(0, totalMs - this.lastComputeMs - this.lastEncodeMs - wait - optimizerMs);
+    p.total += totalMs;
+    p.steps++;
   }
 
   get busy(): boolean {

@@ -47,6 +47,7 @@ export class TrainingWorker {
   private backend: BackendInfo | undefined;
   private call: Duplex | undefined;
   private steps = 0;
+  private lastEncodeMs = 0;
   private closed = false;
 
   constructor(options: WorkerOptions, log: Logger = silentLogger) {
@@ -226,8 +227,10 @@ export class TrainingWorker {
     const batch = gatherBatch(job.train, step.indices);
     const loss = await job.computer.computeGradients(batch, job.gradient);
     const computeMs = performance.now() - started;
-    const stats = { step: step.step, round: step.round, sampleCount: batch.count, loss, computeMs, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+    const stats = { step: step.step, round: step.round, sampleCount: batch.count, loss, computeMs, maxRssBytes: process.resourceUsage().maxRSS * 1024, lastEncodeMs: this.lastEncodeMs };
+    const encodeStart = performance.now();
     for (const chunk of splitIntoChunks(job.gradient, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
+    this.lastEncodeMs = performance.now() - encodeStart;
     this.steps++;
     this.log.debug({ step: Number(step.step), loss, computeMs }, 'step computed');
   }
