@@ -31,8 +31,11 @@ export class Adam {
     this.v = new Float32Array(size);
   }
 
-  /** weights -= lr * m_hat / (sqrt(v_hat) + eps), in place. */
-  apply(weights: Float32Array, grad: Float32Array): void {
+  /**
+   * weights -= lr * m_hat / (sqrt(v_hat) + eps), in place, with the gradient g = fround(sum / total)
+   * (the float32 mean; pass total 1 for a gradient that is already a mean).
+   */
+  apply(weights: Float32Array, sum: Float32Array, total = 1): void {
     const { m, v, beta1, beta2, epsilon, lr } = this;
     this.iterations++;
     const c1 = 1 / (1 - Math.pow(beta1, this.iterations));
@@ -40,7 +43,7 @@ export class Adam {
     const b1c = 1 - beta1;
     const b2c = 1 - beta2;
     for (let i = 0; i < weights.length; i++) {
-      const g = grad[i]!;
+      const g = Math.fround(sum[i]! / total);
       const mi = (m[i] = beta1 * m[i]! + b1c * g);
       const vi = (v[i] = beta2 * v[i]! + b2c * g * g);
       weights[i] = weights[i]! - (lr * (mi * c1)) / (Math.sqrt(vi * c2) + epsilon);

@@ -3,6 +3,9 @@
  * rank order (never arrival order) so the result is bitwise reproducible. Averaging is float32;
  * the accumulator is allocated once. Non-finite values (NaN, ±Inf) are detected in the same
  * pass and reported per contribution, so a bad gradient is rejected before it touches weights.
+ *
+ * The division by the sample count is left to the consumer (`sum` + `total`), which folds it
+ * into its own pass: Adam reads `fround(sum[i] / total)`.
  */
 
 export interface Contribution {
@@ -18,35 +21,61 @@ export class NonFiniteGradientError extends Error {
   }
 }
 
+export interface WeightedSum {
+  /** sum_r(n_r * g_r), float32, shared between calls. */
+  sum: Float32Array;
+  /** sum_r(n_r). */
+  total: number;
+}
+
+// x * 0 is 0 for finite x and NaN for NaN or ±Inf: the check rides along the summing pass.
+function assign(acc: Float32Array, values: Float32Array, n: number): number {
+  let check = 0;
+  for (let i = 0; i < acc.length; i++) {
+    const x = values[i]!;
+    acc[i] = n * x;
+    check += x * 0;
+  }
+  return check;
+}
+
+function accumulate(acc: Float32Array, values: Float32Array, n: number): number {
+  let check = 0;
+  for (let i = 0; i < acc.length; i++) {
+    const x = values[i]!;
+    acc[i] = acc[i]! + n * x;
+    check += x * 0;
+  }
+  return check;
+}
+
 export class GradientAggregator {
-  readonly mean: Float32Array;
+  private readonly acc: Float32Array;
 
   constructor(readonly size: number) {
-    this.mean = new Float32Array(size);
+    this.acc = new Float32Array(size);
   }
 
-  /** `contributions` must be in rank order. Returns the shared `mean` buffer. */
-  average(contributions: readonly Contribution[]): Float32Array {
-    const acc = this.mean;
+  /** `contributions` must be in rank order. */
+  sum(contributions: readonly Contribution[]): WeightedSum {
     let total = 0;
     const bad: number[] = [];
-    acc.fill(0);
-    contributions.forEach(({ sampleCount, values }, index) => {
+    for (let index = 0; index < contributions.length; index++) {
+      const { sampleCount, values } = contributions[index]!;
       if (values.length !== this.size) throw new RangeError(`gradient has ${values.length} floats; expected ${this.size}`);
-      if (sampleCount <= 0) return;
+      if (sampleCount <= 0) continue;
+      const check = total === 0 ? assign(this.acc, values, sampleCount) : accumulate(this.acc, values, sampleCount);
       total += sampleCount;
-      // x * 0 is 0 for finite x and NaN for NaN or ±Inf: one check folded into the summing pass.
-      let check = 0;
-      for (let i = 0; i < acc.length; i++) {
-        const x = values[i]!;
-        acc[i] = acc[i]! + sampleCount * x;
-        check += x * 0;
-      }
       if (check !== 0) bad.push(index);
-    });
+    }
     if (bad.length > 0) throw new NonFiniteGradientError(bad);
     if (total === 0) throw new RangeError('no samples in this step');
-    for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! / total;
-    return acc;
+    return { sum: this.acc, total };
+  }
+
+  /** The mean itself, as a new array (tests and tools; the hot path uses sum()). */
+  average(contributions: readonly Contribution[]): Float32Array {
+    const { sum, total } = this.sum(contributions);
+    return sum.map((v) => Math.fround(v / total));
   }
 }

@@ -36,8 +36,8 @@ export class ParameterServer {
 
   /** Commits one synchronous step; returns the new version. */
   commit(contributions: readonly Contribution[]): number {
-    const mean = this.aggregator.average(contributions);
-    this.optimizer.apply(this.weights, mean);
+    const { sum, total } = this.aggregator.sum(contributions);
+    this.optimizer.apply(this.weights, sum, total);
     this.version++;
     return this.version;
   }
