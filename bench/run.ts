@@ -1,0 +1,122 @@
+/**
+ * `npm run bench`: everything measured side by side in one invocation, so ratios are fair.
+ *  (a) single-process TensorFlow.js (`model.fit`, the baseline a user has today), same backend;
+ *  (b) the cluster with 1, 2 and 4 local workers: images/s, the step split, bytes per step,
+ *      scaling efficiency, peak RSS;
+ *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch.
+ * Each configuration runs --runs times, round-robin, and the medians are reported.
+ *
+ *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--backend wasm]
+ */
+import { existsSync } from 'node:fs';
+import { execa } from 'execa';
+import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
+
+const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', backend: 'wasm', python: '/usr/bin/python3' });
+const batchSizes = a.batchSizes.split(',').map(Number);
+const worlds = a.workers.split(',').map(Number);
+
+interface Sample {
+  imagesPerSecond: number;
+  phases?: Record<string, number>;
+  bytesPerStep?: number;
+  coordinatorRssMB?: number;
+  workerRssMB?: number;
+}
+type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; run: () => Promise<Sample> };
+
+async function hasTorch(): Promise<boolean> {
+  if (!existsSync(a.python)) return false;
+  const r = await execa(a.python, ['-c', 'import torch'], { reject: false });
+  return r.exitCode === 0;
+}
+
+const configs: Config[] = [];
+for (const b of batchSizes) {
+  configs.push({
+    name: `tfjs single process, batch ${b}`, kind: 'baseline', workers: 1, batchSize: b,
+    run: async () => {
+      const r = await runScript<{ imagesPerSecond: number; peakRssBytes: number }>('bench/baseline.ts', ['--epochs', '1', '--batch-size', String(b), '--train-limit', String(a.samples), '--test-limit', '100', '--backend', a.backend]);
+      return { imagesPerSecond: r.imagesPerSecond, workerRssMB: r.peakRssBytes / 2 ** 20 };
+    },
+  });
+  for (const w of worlds) {
+    configs.push({
+      name: `tensorfleet ${w} worker(s), batch ${b}`, kind: 'cluster', workers: w, batchSize: b,
+      run: async () => {
+        const r = await runCoordinator(['--workers', String(w), '--batch-size', String(b), '--backend', a.backend, '--train-limit', String(a.samples), '--test-limit', '100']);
+        return {
+          imagesPerSecond: r.imagesPerSecond,
+          phases: r.stepPhasesMs,
+          bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
+          coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
+          workerRssMB: Math.max(...r.perWorker.map((p) => p.peakRssBytes)) / 2 ** 20,
+        };
+      },
+    });
+  }
+}
+const torch = await hasTorch();
+if (torch) {
+  for (const b of batchSizes) {
+    for (const p of worlds.filter((w) => w <= 2)) {
+      configs.push({
+        name: `PyTorch DDP ${p} process(es), batch ${b}`, kind: 'pytorch', workers: p, batchSize: b,
+        run: async () => {
+          const steps = Math.max(20, Math.floor(a.samples / (p * b)));
+          const r = await execa(a.python, [`${ROOT}/bench/peers/pytorch_ddp.py`, '--procs', String(p), '--batch-size', String(b), '--epochs', '1', '--max-steps', String(steps), '--test-limit', '100'], { reject: false });
+          if (r.exitCode !== 0) throw new Error(`pytorch_ddp.py failed: ${r.stderr.slice(-1500)}`);
+          const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSecond: number; peakRssBytes: number };
+          return { imagesPerSecond: j.imagesPerSecond, workerRssMB: j.peakRssBytes / 2 ** 20 };
+        },
+      });
+    }
+  }
+} else {
+  console.error(`PyTorch peer skipped: ${a.python} has no torch (apt-get install python3-torch libopenblas0-pthread)`);
+}
+
+const samples = new Map<string, Sample[]>(configs.map((c) => [c.name, []]));
+for (let i = 0; i < a.runs; i++) {
+  for (const c of configs) {
+    const s = await c.run();
+    samples.get(c.name)!.push(s);
+    console.error(`run ${i + 1}/${a.runs} ${c.name}: ${s.imagesPerSecond.toFixed(1)} img/s`);
+  }
+}
+
+const med = (xs: (number | undefined)[]) => (xs.some((x) => x === undefined) ? undefined : median(xs as number[]));
+const results = configs.map((c) => {
+  const ss = samples.get(c.name)!;
+  const phases = ss[0]!.phases ? Object.fromEntries(Object.keys(ss[0]!.phases!).map((k) => [k, median(ss.map((s) => s.phases![k]!))])) : undefined;
+  return {
+    name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize,
+    imagesPerSecond: median(ss.map((s) => s.imagesPerSecond)),
+    runs: ss.map((s) => s.imagesPerSecond),
+    phasesMs: phases,
+    bytesPerStepPerWorker: med(ss.map((s) => s.bytesPerStep)),
+    coordinatorPeakRssMB: med(ss.map((s) => s.coordinatorRssMB)),
+    workerPeakRssMB: med(ss.map((s) => s.workerRssMB)),
+  };
+});
+const oneWorker = (b: number) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b)?.imagesPerSecond;
+const peer = (b: number, p: number) => results.find((r) => r.kind === 'pytorch' && r.workers === p && r.batchSize === b)?.imagesPerSecond;
+const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
+printTable(
+  ['configuration', 'img/s (median)', 'runs', 'scaling eff.', 'vs PyTorch same procs', 'compute/encode/transfer/wait/opt ms', 'bytes/step/worker', 'RSS MB coord/worker'],
+  results.map((r) => {
+    const one = oneWorker(r.batchSize);
+    const p = results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
+    const ph = r.phasesMs;
+    return [
+      r.name, r.imagesPerSecond, r.runs.map((x) => x.toFixed(0)).join(' / '),
+      r.kind === 'cluster' && one ? `${((100 * r.imagesPerSecond) / (r.workers * one)).toFixed(0)} %` : '-',
+      r.kind !== 'pytorch' && p ? `${(r.imagesPerSecond / p).toFixed(2)}x` : '-',
+      ph ? [ph.compute, ph.encode, ph.transfer, ph.wait, ph.optimizer].map((x) => fmt(x)).join(' / ') : '-',
+      r.bytesPerStepPerWorker === undefined ? '-' : String(r.bytesPerStepPerWorker),
+      `${fmt(r.coordinatorPeakRssMB, 0)} / ${fmt(r.workerPeakRssMB, 0)}`,
+    ];
+  }),
+);
+const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios: batchSizes.map((b) => ({ batchSize: b, twoWorkersVsPytorch2: (results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b)?.imagesPerSecond ?? NaN) / (peer(b, 2) ?? NaN) })) });
+console.log(`\nwritten to ${path}`);
