@@ -10,6 +10,7 @@ import { EXIT_FAILURE, EXIT_OK, onShutdownSignal, parseInteger, parseNumber, par
 import { BACKEND_CHOICES } from '../model/backend.js';
 import { MODEL_NAMES } from '../model/zoo.js';
 import { generateToken } from '../rpc/auth.js';
+import { GRAD_DTYPES } from '../rpc/tensor-codec.js';
 import { TlsConfigError } from '../rpc/tls.js';
 import { createLogger, LOG_LEVELS } from '../telemetry/logger.js';
 import { Progress } from '../telemetry/progress.js';
@@ -52,6 +53,7 @@ const program = new Command('coordinator')
   .addOption(opt('--checkpoint-every <k>', 'checkpoint every K steps (and at each epoch end and on drain)', 'CHECKPOINT_EVERY').argParser(parseInteger).default(100))
   .addOption(opt('--resume', 'continue from the newest checkpoint in --checkpoint-dir (a fresh start when there is none)', 'RESUME'))
   .addOption(opt('--drain-timeout <s>', 'on SIGTERM, seconds the step in flight may take before it is aborted', 'DRAIN_TIMEOUT').argParser(parseSeconds).default(10_000, '10'))
+  .addOption(opt('--grad-dtype <dtype>', 'encoding of the gradients workers send (averaging stays float32)', 'GRAD_DTYPE').choices(GRAD_DTYPES).default('float32'))
   .addOption(opt('--save-model <dir>', 'write the trained model (TensorFlow.js layers format) here', 'SAVE_MODEL'))
   .addOption(opt('--report <file>', 'write the JSON run report here', 'REPORT'))
   .addOption(opt('--log-level <level>', 'log level (logs go to stderr as JSON)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
@@ -95,6 +97,7 @@ const options: CoordinatorOptions = {
   report: flags.report,
   logLevel: flags.logLevel,
   chunkBytes: flags.chunkBytes,
+  gradDtype: flags.gradDtype,
 };
 
 const log = createLogger(flags.logLevel, { name: 'coordinator' });

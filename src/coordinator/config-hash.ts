@@ -11,6 +11,7 @@ export interface HashedConfig {
   batchSize: number;
   lr: number;
   seed: number;
+  gradDtype: string;
   parameters: number;
   train: LabeledImages;
 }
@@ -18,11 +19,11 @@ export interface HashedConfig {
 export function configHash(c: HashedConfig): string {
   const data = createHash('sha256').update(c.train.labels).update(c.train.images).digest('hex');
   return createHash('sha256')
-    .update(JSON.stringify({ model: c.model, batchSize: c.batchSize, lr: c.lr, seed: c.seed, parameters: c.parameters, trainSamples: c.train.count, data }))
+    .update(JSON.stringify({ model: c.model, batchSize: c.batchSize, lr: c.lr, seed: c.seed, gradDtype: c.gradDtype, parameters: c.parameters, trainSamples: c.train.count, data }))
     .digest('hex')
     .slice(0, 16);
 }
 
 export function describeConfig(c: HashedConfig): string {
-  return `model ${c.model}, batch size ${c.batchSize}, lr ${c.lr}, seed ${c.seed}, ${c.train.count} training samples`;
+  return `model ${c.model}, batch size ${c.batchSize}, lr ${c.lr}, seed ${c.seed}, gradients ${c.gradDtype}, ${c.train.count} training samples`;
 }

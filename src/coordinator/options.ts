@@ -6,6 +6,7 @@
 import { BACKEND_CHOICES, isBackendChoice, type BackendChoice } from '../model/backend.js';
 import { isModelName, MODEL_NAMES, type ModelName } from '../model/zoo.js';
 import { DEFAULT_CHUNK_BYTES } from '../rpc/proto.js';
+import { GRAD_DTYPES, type GradDtype } from '../rpc/tensor-codec.js';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.js';
 
 export const LAUNCH_MODES = ['local', 'none'] as const;
@@ -69,6 +70,8 @@ export interface CoordinatorOptions {
   logLevel?: string;
   /** Bytes per tensor chunk on the wire. Default 1 MiB. */
   chunkBytes?: number;
+  /** Encoding of the gradients workers send (averaging stays float32). Default float32. */
+  gradDtype?: string;
 }
 
 export interface CompiledCoordinatorOptions {
@@ -100,6 +103,7 @@ export interface CompiledCoordinatorOptions {
   report: string | undefined;
   logLevel: LogLevel;
   chunkBytes: number;
+  gradDtype: GradDtype;
 }
 
 function int(field: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -159,5 +163,6 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
     report: options.report || undefined,
     logLevel: oneOf('logLevel', options.logLevel, 'info', LOG_LEVELS),
     chunkBytes: int('chunkBytes', options.chunkBytes, DEFAULT_CHUNK_BYTES, 4, 3 << 20),
+    gradDtype: oneOf('gradDtype', options.gradDtype, 'float32', GRAD_DTYPES),
   };
 }

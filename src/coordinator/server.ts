@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { TokenVerifier } from '../rpc/auth.js';
+import type { GradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { loadProto, PROTOCOL_VERSION, type WorkerMessage__Output } from '../rpc/proto.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -26,6 +27,7 @@ export interface ServerSettings {
   heartbeatTimeoutMs: number;
   token: string | undefined;
   tls: TlsFiles;
+  gradDtype: GradDtype;
 }
 
 export class CoordinatorServer {
@@ -217,7 +219,7 @@ export class CoordinatorServer {
       throw new AdmissionError(grpc.status.RESOURCE_EXHAUSTED, `the job already has its ${this.settings.maxWorkers} workers (--max-workers)`);
     }
     const seq = this.membership.nextJoinSeq();
-    const session = new WorkerSession(id, hello.pid, hello.hostname, hello.backend, seq, call, this.settings.modelSize);
+    const session = new WorkerSession(id, hello.pid, hello.hostname, hello.backend, seq, call, this.settings.modelSize, this.settings.gradDtype);
     session.send({
       welcome: {
         jobId: this.settings.jobId,

@@ -107,7 +107,7 @@ export class Coordinator {
     this.layout = layoutOf(this.evalModel);
     this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr });
     this.plan = new DataPlan(o.seed, this.data.train.count, o.batchSize);
-    const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, parameters: this.layout.totalSize, train: this.data.train };
+    const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, gradDtype: o.gradDtype, parameters: this.layout.totalSize, train: this.data.train };
     this.hash = configHash(hashed);
     if (o.resume) this.restore(describeConfig(hashed));
     if (!o.token) this.log.warn('running without a job token (--insecure): anyone who can reach the port can join and send gradients');
@@ -119,7 +119,7 @@ export class Coordinator {
           dataDir: o.dataDir ? this.data.dataDir : '',
           trainLimit: o.trainLimit,
           variables: this.layout.specs.map((s) => ({ name: s.name, shape: s.shape })),
-          gradDtype: 'float32',
+          gradDtype: o.gradDtype,
         },
         modelSize: this.layout.totalSize,
         chunkBytes: o.chunkBytes,
@@ -127,6 +127,7 @@ export class Coordinator {
         heartbeatTimeoutMs: o.heartbeatTimeoutMs,
         token: o.token,
         tls: o.tls,
+        gradDtype: o.gradDtype,
       },
       this.membership,
       this.log,

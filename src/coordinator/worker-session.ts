@@ -4,6 +4,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
+import { bytesPerElement, decodeGradient, type GradDtype } from '../rpc/tensor-codec.js';
 import type { CoordinatorMessage, WorkerMessage__Output } from '../rpc/proto.js';
 import type { RankedContribution } from '../ps/step-barrier.js';
 import { ProtocolError } from './errors.js';
@@ -43,6 +44,8 @@ export class WorkerSession {
   /** Smoothed compute time of a step, to allow slow backends time before declaring silence. */
   computeMsAverage = 0;
   private readonly gradient: ChunkAssembler;
+  /** float32 gradient decoded from a compressed payload (unused for float32). */
+  private readonly decoded: Float32Array | undefined;
   private expected: Expected | undefined;
 
   constructor(
@@ -54,8 +57,10 @@ export class WorkerSession {
     readonly joinSeq: number,
     private readonly call: AttachCall,
     modelSize: number,
+    private readonly gradDtype: GradDtype = 'float32',
   ) {
-    this.gradient = new ChunkAssembler(modelSize);
+    this.gradient = new ChunkAssembler(modelSize * bytesPerElement(gradDtype));
+    this.decoded = gradDtype === 'float32' ? undefined : new Float32Array(modelSize);
   }
 
   send(message: CoordinatorMessage): void {
@@ -102,7 +107,12 @@ export class WorkerSession {
     this.deliveredAtMs = performance.now();
     this.computeMsAverage = this.steps === 1 ? msg.computeMs : 0.8 * this.computeMsAverage + 0.2 * msg.computeMs;
     this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
-    expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values: this.gradient.values });
+    let values = this.gradient.values;
+    if (this.decoded) {
+      decodeGradient(this.gradient.uint16, this.gradDtype, this.decoded);
+      values = this.decoded;
+    }
+    expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values });
   }
 
   /** Books one committed step: its wall time from dispatch to commit, the optimizer's share, and when the last gradient came. */

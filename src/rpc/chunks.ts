@@ -12,7 +12,7 @@ export interface ChunkOut {
 }
 
 /** Views of `values`' bytes, `chunkBytes` at a time (the last may be shorter; an empty buffer gives one empty chunk). */
-export function splitIntoChunks(values: Float32Array, chunkBytes: number): ChunkOut[] {
+export function splitIntoChunks(values: ArrayBufferView, chunkBytes: number): ChunkOut[] {
   const totalBytes = values.byteLength;
   const chunks: ChunkOut[] = [];
   let offset = 0;
@@ -28,15 +28,23 @@ export class ChunkError extends Error {
   override readonly name = 'ChunkError';
 }
 
-/** Reassembles the chunks of one buffer into a fixed-size Float32Array. */
+/** Reassembles the chunks of one buffer of a fixed byte length (allocated once). */
 export class ChunkAssembler {
-  readonly values: Float32Array;
   private readonly bytes: Uint8Array;
   private received = 0;
 
-  constructor(floatCount: number) {
-    this.values = new Float32Array(floatCount);
-    this.bytes = new Uint8Array(this.values.buffer);
+  constructor(byteLength: number) {
+    this.bytes = new Uint8Array(byteLength);
+  }
+
+  /** The buffer as float32 values. */
+  get values(): Float32Array {
+    return new Float32Array(this.bytes.buffer, 0, this.bytes.byteLength >> 2);
+  }
+
+  /** The buffer as 16-bit elements (float16/bfloat16 payloads). */
+  get uint16(): Uint16Array {
+    return new Uint16Array(this.bytes.buffer, 0, this.bytes.byteLength >> 1);
   }
 
   get totalBytes(): number {

@@ -14,6 +14,7 @@ import { assertSameLayout } from '../model/variables.js';
 import { tokenMetadata } from '../rpc/auth.js';
 import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
+import { encodeGradient, isGradDtype, type GradDtype } from '../rpc/tensor-codec.js';
 import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output, type JobConfig__Output, type WorkerMessage } from '../rpc/proto.js';
 import { channelCredentials } from '../rpc/tls.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
@@ -36,6 +37,9 @@ interface Job {
   train: LabeledImages;
   weights: ChunkAssembler;
   gradient: Float32Array;
+  gradDtype: GradDtype;
+  /** The gradient in its wire encoding when it is not float32. */
+  encoded: Uint16Array | undefined;
   chunkBytes: number;
   version: number;
 }
@@ -194,7 +198,12 @@ export class TrainingWorker {
   private welcome(welcome: NonNullable<CoordinatorMessage__Output['welcome']>): void {
     const config = welcome.config;
     if (!config) throw new UnexpectedMessageError('welcome without a job config');
-    const same = this.job && this.job.config.model === config.model && this.job.config.dataDir === config.dataDir && this.job.config.trainLimit === config.trainLimit;
+    const same =
+      this.job &&
+      this.job.config.model === config.model &&
+      this.job.config.dataDir === config.dataDir &&
+      this.job.config.trainLimit === config.trainLimit &&
+      this.job.config.gradDtype === config.gradDtype;
     if (this.job && same) {
       // Reconnected to the same job: keep data and model, wait for fresh weights.
       this.job.version = -1;
@@ -206,12 +215,17 @@ export class TrainingWorker {
     const data = loadMnist({ dataDir: config.dataDir || undefined, trainLimit: config.trainLimit, skipTest: true });
     const computer = new GradientComputer(config.model);
     assertSameLayout(computer.layout, config.variables);
+    const gradDtype = config.gradDtype || 'float32';
+    if (!isGradDtype(gradDtype)) throw new UnexpectedMessageError(`gradient encoding '${gradDtype}' is not supported by this worker`);
+    const size = computer.layout.totalSize;
     this.job = {
       config,
       computer,
       train: data.train,
-      weights: new ChunkAssembler(computer.layout.totalSize),
-      gradient: new Float32Array(computer.layout.totalSize),
+      weights: new ChunkAssembler(size * 4),
+      gradient: new Float32Array(size),
+      gradDtype,
+      encoded: gradDtype === 'float32' ? undefined : new Uint16Array(size),
       chunkBytes: welcome.chunkBytes,
       version: -1,
     };
@@ -229,7 +243,12 @@ export class TrainingWorker {
     const computeMs = performance.now() - started;
     const stats = { step: step.step, round: step.round, sampleCount: batch.count, loss, computeMs, maxRssBytes: process.resourceUsage().maxRSS * 1024, lastEncodeMs: this.lastEncodeMs };
     const encodeStart = performance.now();
-    for (const chunk of splitIntoChunks(job.gradient, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
+    let payload: ArrayBufferView = job.gradient;
+    if (job.encoded) {
+      encodeGradient(job.gradient, job.gradDtype, job.encoded);
+      payload = job.encoded;
+    }
+    for (const chunk of splitIntoChunks(payload, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
     this.lastEncodeMs = performance.now() - encodeStart;
     this.steps++;
     this.log.debug({ step: Number(step.step), loss, computeMs }, 'step computed');

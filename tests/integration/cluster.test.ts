@@ -40,6 +40,21 @@ describe('in-process cluster', () => {
     expect(Buffer.from(a.weights.buffer).equals(Buffer.from(c.weights.buffer))).toBe(false);
   });
 
+  it('float16 and bfloat16 gradients halve the bytes sent and stay close to the float32 trajectory', async () => {
+    const common = { workers: 2, batchSize: 16, trainLimit: 320, testLimit: 100, seed: 11, model: 'mnist-cnn' } as const;
+    const full = await trainInProcess({ ...common, gradDtype: 'float32' });
+    for (const gradDtype of ['float16', 'bfloat16'] as const) {
+      const half = await trainInProcess({ ...common, gradDtype });
+      expect(half.report.bytesPerStepPerWorker.sent).toBe(full.report.bytesPerStepPerWorker.sent / 2);
+      expect(half.report.bytesPerStepPerWorker.received).toBe(full.report.bytesPerStepPerWorker.received);
+      const rel = maxRelativeDifference(half.weights, full.weights);
+      // Rounded gradients move Adam a little differently, but the runs stay together.
+      expect(rel).toBeGreaterThan(0);
+      expect(rel).toBeLessThan(0.05);
+      expect(Math.abs(half.report.epochHistory[0]!.trainLoss - full.report.epochHistory[0]!.trainLoss)).toBeLessThan(0.05);
+    }
+  });
+
   it('exactly-once data: the last partial global batch is used, not dropped', async () => {
     // 3 workers x batch 7 = 21 does not divide 100 (4 full steps + a step of 16), nor 50.
     for (const trainLimit of [100, 50]) {
