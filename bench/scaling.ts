@@ -14,6 +14,7 @@
  *
  *   npm run build && tsx bench/scaling.ts [--samples 3200] [--gpu-compute-ms 5] [--latency-us 50] [--shards 4]
  */
+import type { RunReport } from '../src/coordinator/report.js';
 import { median, parseArgs, printTable, runCoordinator, writeResult } from './lib.js';
 
 const a = parseArgs(process.argv.slice(2), { samples: 3200, runs: 1, gpuComputeMs: 5, latencyUs: 50, shards: 4, workers: '1,2,4,8' });
@@ -21,13 +22,13 @@ const worlds = a.workers.split(',').map(Number);
 
 const measured = [];
 for (const w of worlds) {
-  const runs = [];
+  const runs: RunReport[] = [];
   for (let i = 0; i < a.runs; i++) {
     const r = await runCoordinator(['--workers', String(w), '--batch-size', '32', '--backend', 'wasm', '--train-limit', String(a.samples), '--test-limit', '100']);
     runs.push(r);
     console.error(`${w} worker(s): ${r.imagesPerSecond.toFixed(0)} img/s, step ${r.stepPhasesMs.total.toFixed(1)} ms`);
   }
-  const m = (f: (r: (typeof runs)[number]) => number) => median(runs.map(f));
+  const m = (f: (r: RunReport) => number) => median(runs.map(f));
   measured.push({
     workers: w,
     imagesPerSecond: m((r) => r.imagesPerSecond),
