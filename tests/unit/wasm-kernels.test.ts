@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { conv2dBackpropFilterTuning } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { kernelNamesProvided, registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 
 const TOL = 1e-4;
@@ -94,6 +93,8 @@ function matMulCases(): MatMulCase[] {
   const cases: MatMulCase[] = [];
   const dims: Array<[number[], number, number, number]> = [
     [[], 17, 23, 9], [[], 64, 128, 10], [[1], 12, 5, 7], [[3], 6, 11, 4], [[2, 2], 5, 3, 8], [[], 1, 9, 6], [[], 7, 4, 1],
+    // Big b with transposeB: computed as (b @ a^T)^T (see prefersSwappedProduct), incl. unit dims.
+    [[], 8, 16, 200], [[1], 6, 9, 150], [[], 1, 16, 50], [[], 1, 30, 40], [[], 300, 1, 400],
   ];
   for (const [batch, m, k, n] of dims) {
     for (const ta of [false, true]) {
@@ -108,7 +109,11 @@ function matMulCases(): MatMulCase[] {
 let stockConfigs: tf.KernelConfig[] = [];
 
 beforeAll(() => {
-  stockConfigs = ['BatchMatMul', '_FusedMatMul'].map((name) => tf.getKernel(name, 'wasm') as tf.KernelConfig);
+  // Every stock kernel we replace (the wasm backend has no Conv2DBackpropFilter of its own).
+  stockConfigs = kernelNamesProvided()
+    .map((name) => tf.getKernel(name, 'wasm'))
+    .filter((config): config is tf.KernelConfig => config != null);
+  expect(stockConfigs.map((c) => c.kernelName)).toEqual(expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum']));
   // Registered before the wasm backend is ever initialised (no setBackend yet).
   registerWasmKernels();
 });
@@ -122,7 +127,8 @@ describe('registerWasmKernels', () => {
     const before = kernelNamesProvided().map((name) => tf.getKernel(name, 'wasm'));
     registerWasmKernels();
     const after = kernelNamesProvided().map((name) => tf.getKernel(name, 'wasm'));
-    expect(kernelNamesProvided()).toEqual(expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul']));
+    expect(kernelNamesProvided()).toEqual(
+      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast']));
     after.forEach((config, i) => expect(config).toBe(before[i]));
     expect(after.every((config) => config != null)).toBe(true);
     expect(await tf.setBackend('wasm')).toBe(true);
@@ -143,17 +149,6 @@ describe('Conv2DBackpropFilter (wasm) matches cpu', () => {
     it(`${c.name}: x [${c.x}] filter [${c.filter}]`, async () => {
       expect(await onBoth(convFilterGrad(c, 100 + i))).toBeLessThanOrEqual(TOL);
     });
-  });
-
-  it('chunked im2col path (small chunk budget) matches cpu', async () => {
-    const saved = conv2dBackpropFilterTuning.maxPatchElements;
-    conv2dBackpropFilterTuning.maxPatchElements = 2000; // forces 1-2 images per chunk
-    try {
-      const c: ConvCase = { name: 'chunked', x: [5, 9, 9, 2], filter: [3, 3, 2, 4], strides: 1, pad: 'same' };
-      expect(await onBoth(convFilterGrad(c, 7))).toBeLessThanOrEqual(TOL);
-    } finally {
-      conv2dBackpropFilterTuning.maxPatchElements = saved;
-    }
   });
 });
 
@@ -248,5 +243,10 @@ describe('registration after the wasm backend is live', () => {
     const bv = randomArray(25 * 30, 6);
     const mm = (): tf.Tensor => tf.tidy(() => tf.matMul(tf.tensor2d(av, [30, 20]), tf.tensor2d(bv, [25, 30]), true, true));
     expect(await onBoth(mm)).toBeLessThanOrEqual(TOL);
+    const pv = randomArray(2 * 6 * 6 * 3, 7);
+    const pool = (): tf.Tensor => tf.tidy(() =>
+      tf.grad((x: tf.Tensor) => tf.sum(tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid')).mul(tf.sum(x, [0, 1, 2]).sum()))(tf.tensor4d(pv, [2, 6, 6, 3])));
+    expect(await onBoth(pool)).toBeLessThanOrEqual(TOL);
+    expect(kernelNamesProvided().every((name) => tf.getKernel(name, 'wasm') != null)).toBe(true);
   });
 });

@@ -1,13 +1,17 @@
 /**
  * Replacement wasm `BatchMatMul` / `_FusedMatMul` kernels that avoid the stock
  * kernels' slow transposed code path. A transposed operand is materialised
- * with the stock wasm `Transpose` kernel (a cheap O(n) copy) and the ORIGINAL
- * stock matmul kernel is then called with both transpose flags false.
+ * (a cheap O(n) copy: see transpose.ts) and the ORIGINAL stock matmul kernel
+ * is then called with both transpose flags false.
  *
  * The stock C++ only has a fast (XNNPACK) path for an untransposed matmul
  * whose batch dimensions are all 1; anything else runs a naive blocked loop
  * whether or not we transpose first. So batched (batch > 1) calls are passed
  * through unchanged: an explicit transpose there costs time and gains nothing.
+ *
+ * When only b is transposed and b is the big operand (dense-layer input
+ * gradients dy @ W^T), plain BatchMatMul instead computes (b @ a^T)^T, so the
+ * large W is streamed as the left operand instead of transposed AND packed.
  *
  * The originals are captured by `createNoTransposeMatMulConfig` before the
  * stock registration is replaced (see register-wasm-kernels.ts); their
@@ -15,6 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { transposeInnerMatrix } from './transpose.js';
 
 interface MatMulArgs {
   /** `a`, `b`, plus `bias` / `preluActivationWeights` for _FusedMatMul. */
@@ -82,24 +87,27 @@ function transposeInner(x: tf.TensorInfo, backend: BackendWasm): Operand {
   if (transpose == null) {
     throw new Error("BatchMatMul(wasm): kernel 'Transpose' is not registered for 'wasm'");
   }
-  const perm = x.shape.map((_, i) => i);
-  [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
-  const info = transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } }) as tf.TensorInfo;
+  const info = transposeInnerMatrix(x, backend, transpose.kernelFunc);
   return { info, release: () => backend.disposeData(info.dataId) };
 }
 
 /**
  * Wraps an original matmul kernel function (BatchMatMul or _FusedMatMul, both
  * take inputs `a`, `b` and attrs `transposeA`, `transposeB`) so that it is
- * only ever called without transpose flags.
+ * only ever called without transpose flags. With `allowSwap` (plain
+ * BatchMatMul: no bias to transpose) a @ b^T may run as (b @ a^T)^T.
  */
-export function withoutTransposeFlags(original: tf.KernelFunc): tf.KernelFunc {
+export function withoutTransposeFlags(original: tf.KernelFunc, allowSwap = false): tf.KernelFunc {
   const kernelFunc = (args: MatMulArgs): tf.TensorInfo | tf.TensorInfo[] => {
     const { inputs, backend, attrs } = args;
     const { transposeA, transposeB } = attrs;
     const { a, b } = inputs;
     if ((!transposeA && !transposeB) || batchSize(a) !== 1 || batchSize(b) !== 1) {
       return original(args as unknown as Parameters<tf.KernelFunc>[0]);
+    }
+    if (allowSwap && !transposeA && a.shape.length >= 2 && b.shape.length >= 2) {
+      const [m, k] = a.shape.slice(-2);
+      if (prefersSwappedProduct(m, k, b.shape[b.shape.length - 2])) return swappedProduct(original, a, b, backend);
     }
     const prepared: Operand[] = [];
     try {
@@ -119,6 +127,51 @@ export function withoutTransposeFlags(original: tf.KernelFunc): tf.KernelFunc {
   return kernelFunc as unknown as tf.KernelFunc;
 }
 
+/** Measured per-element costs (relative) of the stock wasm Transpose and of XNNPACK packing `b`. */
+const TRANSPOSE_COST = 3;
+const PACK_COST = 4.5;
+
+/**
+ * For a @ b^T with a [M,K] and b [N,K]: the XNNPACK path packs its right operand
+ * on every call (its operator cache is keyed by tensor id, and weights change
+ * every step). Materialising b^T costs a transpose plus a pack of K*N elements;
+ * computing (b @ a^T)^T instead costs a transpose plus a pack of M*K elements
+ * and a transpose of the M*N result. The latter wins when b is the big operand,
+ * e.g. a dense layer's input gradient dy @ W^T.
+ */
+export function prefersSwappedProduct(m: number, k: number, n: number): boolean {
+  // Transposing a matrix with a unit dimension is free (a reinterpretation).
+  const transpose = (rows: number, cols: number): number => (rows === 1 || cols === 1 ? 0 : TRANSPOSE_COST * rows * cols);
+  const direct = transpose(n, k) + PACK_COST * k * n;
+  const swapped = transpose(m, k) + PACK_COST * m * k + transpose(n, m);
+  return swapped < direct;
+}
+
+/** a @ b^T computed as (b @ a^T)^T; both have batch size 1. Plain BatchMatMul only (no bias). */
+function swappedProduct(original: tf.KernelFunc, a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm): tf.TensorInfo {
+  const aT = transposeInner(a, backend);
+  let productT: tf.TensorInfo;
+  try {
+    productT = original({
+      inputs: { a: b, b: aT.info },
+      backend,
+      attrs: { transposeA: false, transposeB: false },
+    } as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  } finally {
+    aT.release();
+  }
+  const rank = productT.shape.length;
+  if (productT.shape[rank - 2] === 1 || productT.shape[rank - 1] === 1) {
+    // Swapping a unit dimension moves no element: same data, swapped shape.
+    return { dataId: productT.dataId, shape: swapLastTwo(productT.shape), dtype: productT.dtype };
+  }
+  try {
+    return transposeInner(productT, backend).info;
+  } finally {
+    backend.disposeData(productT.dataId);
+  }
+}
+
 /**
  * Builds a replacement config for a stock wasm matmul kernel. `stock` must be
  * the config registered by @tensorflow/tfjs-backend-wasm (captured before it
@@ -131,7 +184,7 @@ export function createNoTransposeMatMulConfig(stock: tf.KernelConfig): tf.Kernel
   return {
     kernelName: stock.kernelName,
     backendName: 'wasm',
-    kernelFunc: withoutTransposeFlags(stock.kernelFunc),
+    kernelFunc: withoutTransposeFlags(stock.kernelFunc, stock.kernelName === 'BatchMatMul'),
     setupFunc: stock.setupFunc,
     disposeFunc: stock.disposeFunc,
   };

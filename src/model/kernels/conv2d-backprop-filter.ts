@@ -1,25 +1,44 @@
 /**
  * `Conv2DBackpropFilter` for the tfjs wasm backend (which ships without one).
  *
- * dW[fh, fw, inC, outC] = sum over (b, r, c) of x-patch * dy. We build the
- * im2col matrix directly in its transposed layout, patchesT [K, M] with
- * K = fh*fw*inC and M = batch*outH*outW, straight into a wasm-heap tensor, and
- * let the stock wasm `BatchMatMul` (XNNPACK, no transpose flags: its fast
- * path) compute patchesT @ dy2d, where dy2d is dy viewed as [M, outC].
- * When patchesT would be huge the batch is processed in chunks whose partial
- * products are summed.
+ * dW[fh, fw, inC, outC] = sum over (b, r, c) of x-patch * dy: a matmul with
+ * K = fh*fw*inC, M = batch*outH*outW, run by the stock wasm `BatchMatMul`
+ * (XNNPACK, no transpose flags: its fast path) on operands we write straight
+ * into wasm-heap tensors. XNNPACK packs its RIGHT operand on every call (about
+ * as costly as several copies of it), so the smaller M-long operand goes there:
+ *  - dy right: patchesT [K, M] @ dy [M, outC] (dy used in place), or
+ *  - dy left:  dyT [outC, M] @ patches [M, K], when K is well below outC (the
+ *    reference CNN's first layer: K = 9, outC = 32), paying a JS transpose of
+ *    dy to pack a K-wide instead of an outC-wide operand.
+ * When the operands would be huge the batch is processed in chunks whose
+ * partial products are summed.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createWasmAlias, releaseWasmAlias } from './batch-mat-mul.js';
+import { im2colRows, im2colTransposed } from './im2col.js';
+import { transposeInto } from './transpose.js';
 
 type Conv2DInfo = tf.backend_util.Conv2DInfo;
 
 /**
- * Tunables. `maxPatchElements` bounds one im2col chunk (default 64 MiB of
- * float32); tests lower it to exercise the chunked path.
+ * Tunables. `maxPatchElements` bounds the matmul operands of one chunk
+ * (default 64 MiB of float32); tests lower it to exercise the chunked path.
+ * `formulation` forces one product layout ('auto' picks by prefersDyLeft).
  */
-export const conv2dBackpropFilterTuning = { maxPatchElements: 16 * 1024 * 1024 };
+export const conv2dBackpropFilterTuning: { maxPatchElements: number; formulation: 'auto' | 'dy-left' | 'dy-right' } = {
+  maxPatchElements: 16 * 1024 * 1024,
+  formulation: 'auto',
+};
+
+/** Measured per-element costs (relative): XNNPACK packing vs our JS transpose. */
+const PACK_COST = 4.5;
+const JS_TRANSPOSE_COST = 1.3;
+
+/** True when transposing dy to the left operand beats packing it on the right. */
+export function prefersDyLeft(k: number, outChannels: number): boolean {
+  return JS_TRANSPOSE_COST * outChannels + PACK_COST * k < PACK_COST * outChannels;
+}
 
 interface BackpropFilterArgs {
   inputs: { x: tf.TensorInfo; dy: tf.TensorInfo };
@@ -27,43 +46,59 @@ interface BackpropFilterArgs {
   attrs: tf.Conv2DBackpropFilterAttrs;
 }
 
-/**
- * Writes the transposed im2col rows for images [b0, b1) into `out`
- * (row-major [K, (b1-b0)*outH*outW]). Out-of-image taps are written as 0.
- */
-function im2colTransposed(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
-  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
-  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
-  const top = info.padInfo.top;
-  const left = info.padInfo.left;
-  const m = (b1 - b0) * OH * OW;
-  let row = 0;
-  for (let fr = 0; fr < FH; fr++) {
-    for (let fc = 0; fc < FW; fc++) {
-      // Output columns whose tap (c*sw - left + fc) falls inside [0, W).
-      const cLo = Math.min(OW, Math.max(0, Math.ceil((left - fc) / sw)));
-      const cHi = Math.max(cLo, Math.min(OW, Math.ceil((W + left - fc) / sw)));
-      for (let ci = 0; ci < C; ci++, row++) {
-        let o = row * m;
-        for (let b = b0; b < b1; b++) {
-          for (let r = 0; r < OH; r++) {
-            const ih = r * sh - top + fr;
-            if (ih < 0 || ih >= H) {
-              out.fill(0, o, o + OW);
-              o += OW;
-              continue;
-            }
-            const rowBase = (b * H + ih) * W;
-            let c = 0;
-            for (; c < cLo; c++) out[o++] = 0;
-            let src = (rowBase + c * sw - left + fc) * C + ci;
-            const step = sw * C;
-            for (; c < cHi; c++, src += step) out[o++] = xv[src];
-            for (; c < OW; c++) out[o++] = 0;
-          }
-        }
-      }
+/** What one chunk's product needs. */
+interface Job {
+  backend: BackendWasm;
+  x: tf.TensorInfo;
+  dy: tf.TensorInfo;
+  info: Conv2DInfo;
+  k: number;
+  matMul: tf.KernelFunc;
+}
+
+const noTranspose = { transposeA: false, transposeB: false };
+
+/** patchesT [K, m] @ dy [m, outC] for images [b0, b1): a [K, outC] tensor. */
+function productDyRight(job: Job, b0: number, b1: number): tf.TensorInfo {
+  const { backend, x, dy, info, k } = job;
+  const oc = info.outChannels;
+  const m = (b1 - b0) * info.outHeight * info.outWidth;
+  const whole = b0 === 0 && b1 === info.batchSize;
+  const patchesT = backend.makeOutput([k, m], 'float32');
+  // dy rows of images [b0, b1) are contiguous. The whole dy is used in place
+  // through a fresh-id alias (see createWasmAlias for why not dy's own id).
+  const dyChunk = whole ? createWasmAlias(backend, dy, [m, oc]) : backend.makeOutput([m, oc], 'float32');
+  try {
+    // Views are taken after every allocation: heap growth detaches old views.
+    im2colTransposed(backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(patchesT) as Float32Array, info, b0, b1);
+    if (!whole) {
+      const start = b0 * info.outHeight * info.outWidth * oc;
+      const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+      (backend.typedArrayFromHeap(dyChunk) as Float32Array).set(dyv.subarray(start, start + m * oc));
     }
+    return job.matMul({ inputs: { a: patchesT, b: dyChunk }, backend, attrs: noTranspose }) as tf.TensorInfo;
+  } finally {
+    backend.disposeData(patchesT.dataId);
+    if (whole) releaseWasmAlias(backend, dyChunk);
+    else backend.disposeData(dyChunk.dataId);
+  }
+}
+
+/** dyT [outC, m] @ patches [m, K] for images [b0, b1): an [outC, K] tensor. */
+function productDyLeft(job: Job, b0: number, b1: number): tf.TensorInfo {
+  const { backend, x, dy, info, k } = job;
+  const oc = info.outChannels;
+  const m = (b1 - b0) * info.outHeight * info.outWidth;
+  const dyT = backend.makeOutput([oc, m], 'float32');
+  const patches = backend.makeOutput([m, k], 'float32');
+  try {
+    const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+    transposeInto(dyv, b0 * info.outHeight * info.outWidth * oc, m, oc, backend.typedArrayFromHeap(dyT) as Float32Array);
+    im2colRows(backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(patches) as Float32Array, info, b0, b1);
+    return job.matMul({ inputs: { a: dyT, b: patches }, backend, attrs: noTranspose }) as tf.TensorInfo;
+  } finally {
+    backend.disposeData(dyT.dataId);
+    backend.disposeData(patches.dataId);
   }
 }
 
@@ -96,60 +131,32 @@ function conv2dBackpropFilter(args: BackpropFilterArgs): tf.TensorInfo {
     throw new Error(`Conv2DBackpropFilter(wasm): dy shape [${dy.shape}] does not match expected [${expected}]`);
   }
   const k = info.filterHeight * info.filterWidth * info.inChannels;
-  const perImage = outHeight * outWidth;
-  const fitting = Math.floor(conv2dBackpropFilterTuning.maxPatchElements / Math.max(1, k * perImage));
+  const perImage = outHeight * outWidth * (k + outChannels);
+  const fitting = Math.floor(conv2dBackpropFilterTuning.maxPatchElements / Math.max(1, perImage));
   const imagesPerChunk = Math.max(1, Math.min(batchSize, fitting));
-  const matMul = stockBatchMatMul();
-  const noTranspose = { transposeA: false, transposeB: false };
+  const { formulation } = conv2dBackpropFilterTuning;
+  const dyLeft = formulation === 'auto' ? prefersDyLeft(k, outChannels) : formulation === 'dy-left';
+  const job: Job = { backend, x, dy, info, k, matMul: stockBatchMatMul() };
 
-  let acc: tf.TensorInfo | null = null;
-  try {
-    for (let b0 = 0; b0 < batchSize; b0 += imagesPerChunk) {
-      const b1 = Math.min(batchSize, b0 + imagesPerChunk);
-      const m = (b1 - b0) * perImage;
-      const whole = b0 === 0 && b1 === batchSize;
-      const patchesT = backend.makeOutput([k, m], 'float32');
-      // dy rows of images [b0, b1) are contiguous. The whole dy is used in place
-      // through a fresh-id alias (see createWasmAlias for why not dy's own id).
-      const dyChunk = whole ? createWasmAlias(backend, dy, [m, outChannels])
-        : backend.makeOutput([m, outChannels], 'float32');
-      let part: tf.TensorInfo;
-      try {
-        // Views are taken after every allocation: heap growth detaches old views.
-        const xv = backend.typedArrayFromHeap(x) as Float32Array;
-        im2colTransposed(xv, backend.typedArrayFromHeap(patchesT) as Float32Array, info, b0, b1);
-        if (!whole) {
-          const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
-          const start = b0 * perImage * outChannels;
-          (backend.typedArrayFromHeap(dyChunk) as Float32Array).set(dyv.subarray(start, start + m * outChannels));
-        }
-        part = matMul({ inputs: { a: patchesT, b: dyChunk }, backend, attrs: noTranspose }) as tf.TensorInfo;
-      } finally {
-        backend.disposeData(patchesT.dataId);
-        if (whole) releaseWasmAlias(backend, dyChunk);
-        else backend.disposeData(dyChunk.dataId);
+  // Sum of the chunks' products, in filter layout [K, outC].
+  const acc = new Float32Array(k * outChannels);
+  for (let b0 = 0; b0 < batchSize; b0 += imagesPerChunk) {
+    const b1 = Math.min(batchSize, b0 + imagesPerChunk);
+    const part = dyLeft ? productDyLeft(job, b0, b1) : productDyRight(job, b0, b1);
+    const pv = backend.typedArrayFromHeap(part) as Float32Array;
+    if (dyLeft) {
+      for (let o = 0, i = 0; o < outChannels; o++) {
+        for (let j = 0; j < k; j++, i++) acc[j * outChannels + o] += pv[i];
       }
-      if (acc == null) {
-        acc = part;
-      } else {
-        const accV = backend.typedArrayFromHeap(acc) as Float32Array;
-        const partV = backend.typedArrayFromHeap(part) as Float32Array;
-        for (let i = 0; i < accV.length; i++) accV[i] += partV[i];
-        backend.disposeData(part.dataId);
-      }
+    } else {
+      for (let i = 0; i < acc.length; i++) acc[i] += pv[i];
     }
-  } catch (err) {
-    if (acc != null) backend.disposeData(acc.dataId);
-    throw err;
-  }
-  if (acc == null) {
-    // Empty batch: the gradient is all zeros.
-    const zeros = backend.makeOutput([...filterShape], 'float32');
-    (backend.typedArrayFromHeap(zeros) as Float32Array).fill(0);
-    return zeros;
+    backend.disposeData(part.dataId);
   }
   // [K, outC] has exactly the memory layout of [fh, fw, inC, outC].
-  return { dataId: acc.dataId, shape: [...filterShape], dtype: acc.dtype };
+  const out = backend.makeOutput([...filterShape], 'float32');
+  (backend.typedArrayFromHeap(out) as Float32Array).set(acc);
+  return out;
 }
 
 export const conv2dBackpropFilterConfig: tf.KernelConfig = {

@@ -1,14 +1,16 @@
 /**
  * Why: the stock tfjs wasm backend cannot train a Conv2D model (it has no
- * `Conv2DBackpropFilter` kernel) and its matmuls are several times slower with
- * transposeA/transposeB set, which is exactly how dense-layer gradients call them.
+ * `Conv2DBackpropFilter` kernel), its matmuls are several times slower with
+ * transposeA/transposeB set, which is exactly how dense-layer gradients call them,
+ * and its MaxPoolGrad, leading-axes Sum (bias gradients) and copying
+ * Identity/Cast cost a training step more than its matmuls.
  *
  * Setup: tfjs-core runs every registered kernel's `setupFunc` on each
- * `tf.setBackend(name)` (engine.setupRegisteredKernels). The replacement matmul
- * configs carry the stock `setupFunc` (it cwraps the C++ entry point), so
- * registering before `setBackend('wasm')` works; registering after also works
- * because the stock setup already ran for the live backend and none of our
- * kernels needs a setup of its own.
+ * `tf.setBackend(name)` (engine.setupRegisteredKernels). Each replacement
+ * config carries the stock `setupFunc` (it cwraps the C++ entry point that the
+ * wrapper or its fallback calls), so registering before `setBackend('wasm')`
+ * works; registering after also works because the stock setup already ran for
+ * the live backend and none of our kernels needs a setup of its own.
  */
 import * as tf from '@tensorflow/tfjs';
 // Side effect: registers the wasm backend and its stock kernels, which must
@@ -16,10 +18,24 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { createNoTransposeMatMulConfig } from './batch-mat-mul.js';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.js';
+import { createCastConfig, createIdentityConfig } from './identity-cast.js';
+import { createMaxPoolGradConfig } from './max-pool-grad.js';
+import { createSumConfig } from './sum.js';
 
 const BACKEND = 'wasm';
-/** Stock kernels replaced by a wrapper that never passes transpose flags. */
-const REPLACED_MATMULS = ['BatchMatMul', '_FusedMatMul'] as const;
+/**
+ * Stock kernels replaced by a wrapper around the stock kernel function: the
+ * matmuls never get transpose flags; MaxPoolGrad and Sum get JS fast paths;
+ * Identity and same-dtype Cast share data instead of copying it.
+ */
+const REPLACED: ReadonlyArray<readonly [string, (stock: tf.KernelConfig) => tf.KernelConfig]> = [
+  ['BatchMatMul', createNoTransposeMatMulConfig],
+  ['_FusedMatMul', createNoTransposeMatMulConfig],
+  ['MaxPoolGrad', createMaxPoolGradConfig],
+  ['Sum', createSumConfig],
+  ['Identity', createIdentityConfig],
+  ['Cast', createCastConfig],
+];
 /** Marks configs registered by this module (survives duplicate module loads). */
 const MARK: unique symbol = Symbol.for('tensorfleet.wasm-kernel');
 
@@ -37,7 +53,7 @@ function mark(config: tf.KernelConfig): tf.KernelConfig {
 
 /** Kernel names this module registers (or replaces) for the wasm backend. */
 export function kernelNamesProvided(): string[] {
-  return [conv2dBackpropFilterConfig.kernelName, ...REPLACED_MATMULS];
+  return [conv2dBackpropFilterConfig.kernelName, ...REPLACED.map(([name]) => name)];
 }
 
 /**
@@ -50,13 +66,13 @@ export function registerWasmKernels(): void {
     if (conv != null) tf.unregisterKernel(conv2dBackpropFilterConfig.kernelName, BACKEND);
     tf.registerKernel(mark(conv2dBackpropFilterConfig));
   }
-  for (const name of REPLACED_MATMULS) {
+  for (const [name, replace] of REPLACED) {
     const stock = tf.getKernel(name, BACKEND);
     if (stock == null) {
       throw new Error(`registerWasmKernels: stock kernel '${name}' is not registered for '${BACKEND}'`);
     }
     if (isOurs(stock)) continue;
-    const replacement = mark(createNoTransposeMatMulConfig(stock));
+    const replacement = mark(replace(stock));
     tf.unregisterKernel(name, BACKEND);
     tf.registerKernel(replacement);
   }

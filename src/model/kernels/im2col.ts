@@ -1,0 +1,92 @@
+/**
+ * The two im2col layouts the wasm Conv2DBackpropFilter can feed to the stock
+ * matmul. Plain loops over typed arrays (wasm-heap views in practice);
+ * out-of-image taps are written as 0.
+ * A patch's K = filterHeight * filterWidth * inChannels entries are ordered
+ * like the filter, (fr, fc, ci), so products land in filter layout.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+type Conv2DInfo = tf.backend_util.Conv2DInfo;
+
+/**
+ * Writes patches of images [b0, b1) transposed: `out` is row-major
+ * [K, (b1-b0)*outH*outW], one row per filter tap.
+ */
+export function im2colTransposed(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const m = (b1 - b0) * OH * OW;
+  let row = 0;
+  for (let fr = 0; fr < FH; fr++) {
+    for (let fc = 0; fc < FW; fc++) {
+      // Output columns whose tap (c*sw - left + fc) falls inside [0, W).
+      const cLo = Math.min(OW, Math.max(0, Math.ceil((left - fc) / sw)));
+      const cHi = Math.max(cLo, Math.min(OW, Math.ceil((W + left - fc) / sw)));
+      for (let ci = 0; ci < C; ci++, row++) {
+        let o = row * m;
+        for (let b = b0; b < b1; b++) {
+          for (let r = 0; r < OH; r++) {
+            const ih = r * sh - top + fr;
+            if (ih < 0 || ih >= H) {
+              out.fill(0, o, o + OW);
+              o += OW;
+              continue;
+            }
+            const rowBase = (b * H + ih) * W;
+            let c = 0;
+            for (; c < cLo; c++) out[o++] = 0;
+            let src = (rowBase + c * sw - left + fc) * C + ci;
+            const step = sw * C;
+            for (; c < cHi; c++, src += step) out[o++] = xv[src];
+            for (; c < OW; c++) out[o++] = 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Writes patches of images [b0, b1) as rows: `out` is row-major [(b1-b0)*outH*outW, K]. */
+export function im2colRows(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const tapRow = FW * C;
+  let q = 0;
+  for (let b = b0; b < b1; b++) {
+    for (let r = 0; r < OH; r++) {
+      for (let c = 0; c < OW; c++) {
+        const iw0 = c * sw - left;
+        // A window row fully inside the image is FW*C contiguous input values.
+        const inside = iw0 >= 0 && iw0 + FW <= W;
+        for (let fr = 0; fr < FH; fr++) {
+          const ih = r * sh - top + fr;
+          if (ih < 0 || ih >= H) {
+            out.fill(0, q, q + tapRow);
+            q += tapRow;
+            continue;
+          }
+          const rowBase = (b * H + ih) * W;
+          if (inside) {
+            let src = (rowBase + iw0) * C;
+            for (let t = 0; t < tapRow; t++) out[q++] = xv[src++];
+            continue;
+          }
+          for (let fc = 0; fc < FW; fc++) {
+            const iw = iw0 + fc;
+            if (iw < 0 || iw >= W) {
+              for (let ci = 0; ci < C; ci++) out[q++] = 0;
+              continue;
+            }
+            let src = (rowBase + iw) * C;
+            for (let ci = 0; ci < C; ci++) out[q++] = xv[src++];
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The product layouts the wasm kernels choose between: Conv2DBackpropFilter's
+ * dy-left / dy-right formulations (each forced on every case, and chunked) and
+ * the swapped a @ b^T = (b @ a^T)^T matmul; all compared with the cpu backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
+import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
+import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
+
+const TOL = 1e-4;
+type Shape4 = [number, number, number, number];
+
+/** Deterministic uniform values in [-0.5, 0.5) (mulberry32). */
+function randomArray(size: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
+
+async function runOn(backend: 'cpu' | 'wasm', fn: () => tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
+  await tf.setBackend(backend);
+  const out = fn();
+  const result = { values: Float32Array.from(out.dataSync()), shape: out.shape };
+  out.dispose();
+  return result;
+}
+
+/** Max abs difference between the cpu and wasm results (shapes must match). */
+async function onBoth(fn: () => tf.Tensor): Promise<number> {
+  const cpu = await runOn('cpu', fn);
+  const wasm = await runOn('wasm', fn);
+  expect(wasm.shape).toEqual(cpu.shape);
+  let m = 0;
+  for (let i = 0; i < cpu.values.length; i++) m = Math.max(m, Math.abs(cpu.values[i] - wasm.values[i]));
+  return m;
+}
+
+interface ConvCase { x: Shape4; filter: Shape4; strides: number | [number, number]; pad: 'valid' | 'same' | number }
+
+const convCases: ConvCase[] = [
+  { x: [4, 28, 28, 1], filter: [3, 3, 1, 32], strides: 1, pad: 'valid' },
+  { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'same' },
+  { x: [2, 7, 9, 2], filter: [2, 2, 2, 16], strides: [1, 2], pad: 1 },
+  { x: [2, 5, 5, 3], filter: [1, 1, 3, 24], strides: 1, pad: 'valid' },
+  { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 2, pad: 'valid' },
+  { x: [2, 13, 11, 2], filter: [5, 5, 2, 3], strides: 2, pad: 'same' },
+  { x: [2, 8, 11, 2], filter: [2, 4, 2, 3], strides: 2, pad: 'same' },
+];
+
+/** dL/dfilter of sum(conv2d(x, f) * w): Conv2DBackpropFilter with dy = w. */
+function convFilterGrad(c: ConvCase, seed: number): () => tf.Tensor {
+  const xv = randomArray(size(c.x), seed);
+  const fv = randomArray(size(c.filter), seed + 1);
+  const dyShape = tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, 1, c.pad).outShape;
+  const wv = randomArray(size(dyShape), seed + 2);
+  return () => tf.tidy(() => {
+    const x = tf.tensor4d(xv, c.x);
+    const w = tf.tensor(wv, dyShape);
+    return tf.grad((f: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, f as tf.Tensor4D, c.strides, c.pad), w)))(tf.tensor4d(fv, c.filter));
+  });
+}
+
+beforeAll(() => {
+  registerWasmKernels();
+});
+
+afterAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('Conv2DBackpropFilter (wasm) formulations', () => {
+  it('picks dy-left only when K is well below outC', () => {
+    expect(prefersDyLeft(9, 32)).toBe(true); // the reference CNN's conv layer
+    expect(prefersDyLeft(3, 24)).toBe(true);
+    expect(prefersDyLeft(9, 8)).toBe(false);
+    expect(prefersDyLeft(27, 32)).toBe(false);
+    expect(prefersDyLeft(288, 64)).toBe(false);
+  });
+
+  (['dy-left', 'dy-right'] as const).forEach((formulation) => {
+    convCases.forEach((c, i) => {
+      it(`forced ${formulation}: x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${c.pad}`, async () => {
+        conv2dBackpropFilterTuning.formulation = formulation;
+        try {
+          expect(await onBoth(convFilterGrad(c, 600 + i))).toBeLessThanOrEqual(TOL);
+        } finally {
+          conv2dBackpropFilterTuning.formulation = 'auto';
+        }
+      });
+    });
+  });
+});
+
+describe('Conv2DBackpropFilter (wasm) chunked over the batch', () => {
+  const chunked: ConvCase[] = [
+    { x: [5, 9, 9, 2], filter: [3, 3, 2, 4], strides: 1, pad: 'same' }, // dy-right
+    { x: [5, 9, 9, 1], filter: [3, 3, 1, 16], strides: 1, pad: 'same' }, // dy-left
+  ];
+  chunked.forEach((c, i) => {
+    it(`filter [${c.filter}]: 1-2 images per chunk matches cpu`, async () => {
+      const saved = conv2dBackpropFilterTuning.maxPatchElements;
+      conv2dBackpropFilterTuning.maxPatchElements = 4500; // (K + outC) * 81 per image
+      try {
+        expect(await onBoth(convFilterGrad(c, 7 + i))).toBeLessThanOrEqual(TOL);
+      } finally {
+        conv2dBackpropFilterTuning.maxPatchElements = saved;
+      }
+    });
+  });
+});
+
+describe('BatchMatMul (wasm) swapped product', () => {
+  it('swaps a @ b^T to (b @ a^T)^T only when b is the big operand', () => {
+    expect(prefersSwappedProduct(128, 128, 5408)).toBe(true); // dense1 input gradient, batch 128
+    expect(prefersSwappedProduct(8, 16, 200)).toBe(true);
+    expect(prefersSwappedProduct(1, 16, 50)).toBe(true);
+    expect(prefersSwappedProduct(1, 300, 400)).toBe(true);
+    expect(prefersSwappedProduct(300, 1, 400)).toBe(false); // b^T is free (unit dim)
+    expect(prefersSwappedProduct(64, 128, 10)).toBe(false);
+    expect(prefersSwappedProduct(40, 40, 40)).toBe(false);
+  });
+
+  it('does not leak tensors or wasm data ids', async () => {
+    await tf.setBackend('wasm');
+    const a = tf.tensor2d(randomArray(40 * 40, 3), [40, 40]);
+    const wide = tf.tensor2d(randomArray(300 * 40, 6), [300, 40]);
+    const step = (): void => {
+      tf.tidy(() => {
+        tf.matMul(a, wide, false, true); // swapped product
+        tf.matMul(a.slice([0, 0], [1, 40]), wide, false, true); // swapped, unit dim
+        tf.matMul(wide, a, false, true); // not swapped
+      });
+    };
+    step();
+    const backend = tf.backend();
+    const tensorsBefore = tf.memory().numTensors;
+    const idsBefore = backend.numDataIds();
+    for (let i = 0; i < 10; i++) step();
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(backend.numDataIds()).toBe(idsBefore);
+    tf.dispose([a, wide]);
+  });
+});
