@@ -27,6 +27,8 @@ export class Progress {
   private lastDraw = 0;
   private readonly started = performance.now();
   private smoothedLoss = NaN;
+  /** Test accuracy of the last evaluated epoch (NaN until one is). */
+  private accuracy = NaN;
   private lineOpen = false;
 
   constructor(
@@ -48,7 +50,7 @@ export class Progress {
     const eta = done > 0 ? (elapsed * (1 - done)) / done : NaN;
     const text =
       `epoch ${e.epoch + 1}/${this.epochs} step ${e.stepInEpoch}/${e.stepsInEpoch} ` +
-      `loss ${this.smoothedLoss.toFixed(4)} ${e.imagesPerSecond.toFixed(0)} img/s ` +
+      `loss ${this.smoothedLoss.toFixed(4)} ${Number.isNaN(this.accuracy) ? '' : `acc ${(this.accuracy * 100).toFixed(2)}% `}${e.imagesPerSecond.toFixed(0)} img/s ` +
       `ETA ${formatSeconds(eta)} workers ${e.worldSize}`;
     if (this.live) {
       const width = 24;
@@ -61,6 +63,7 @@ export class Progress {
   }
 
   epoch(e: ProgressEpoch): void {
+    this.accuracy = e.testAccuracy;
     this.closeLine();
     this.out.write(
       `epoch ${e.epoch + 1}/${this.epochs} done: train loss ${e.trainLoss.toFixed(4)}, ` +
