@@ -26,6 +26,20 @@ export function parseSeconds(value: string): number {
   return Math.round(n * 1000);
 }
 
+/**
+ * An on/off flag that may come from the environment: `1`/`true`/`yes` is on, `0`/`false`/`no`
+ * or empty is off, anything else is a usage error (commander would take any value as on).
+ */
+export function envFlag(programName: string, flagOn: boolean | undefined, name: string): boolean {
+  if (flagOn) return true;
+  const raw = process.env[name];
+  if (raw === undefined) return false;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  usageError(programName, `${name} must be true or false; got '${raw}'`);
+}
+
 /** Parses argv; on a usage error prints one line and exits 2 (help and version exit 0). */
 export function parseOrExit(program: Command, argv: string[]): void {
   program.exitOverride();

@@ -13,6 +13,7 @@ import type { EpochSummary } from './report.js';
 const MAGIC = Buffer.from('TFCKPT01', 'ascii');
 const KEEP = 2;
 const FILE = /^ckpt-(\d{12})\.tfck$/;
+const TMP = /^ckpt-\d{12}\.tfck\.tmp-\d+$/;
 
 export interface CheckpointHeader {
   configHash: string;
@@ -84,6 +85,8 @@ export function saveCheckpoint(dir: string, header: CheckpointHeader, weights: F
   renameSync(tmp, path);
   fsyncDir(dir);
   for (const old of listCheckpoints(dir).slice(KEEP)) rmSync(join(dir, old), { force: true });
+  // Temp files of writers that died mid-write (never this process's own: it just renamed it).
+  for (const name of readdirSync(dir)) if (TMP.test(name)) rmSync(join(dir, name), { force: true });
   return path;
 }
 

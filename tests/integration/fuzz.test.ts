@@ -86,6 +86,8 @@ describe('fuzzing the Attach RPC', () => {
       // Phase B: a fuzz member takes part in real steps and answers them with bad gradients.
       workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id: 'real-0', token: TOKEN }));
       const runs = [workers[0]!.run()];
+      // If an assertion fails first, `finally` closes the workers: keep their rejections handled.
+      runs[0]!.catch(() => undefined);
       const proto = loadProto();
       const answers: Array<(step: { step: number; round: number; n: number }) => WorkerMessage[]> = [
         (s) => [{ gradient: { step: s.step, round: s.round + 1000, sampleCount: s.n, loss: 1, computeMs: 1, maxRssBytes: 0, chunk: { offset: 0, totalBytes: size * 4, data: Buffer.alloc(size * 4) } } }],
@@ -128,6 +130,7 @@ describe('fuzzing the Attach RPC', () => {
       // Phase C: with a second real worker, training goes on and converges.
       workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id: 'real-1', token: TOKEN }));
       runs.push(workers[1]!.run());
+      runs[1]!.catch(() => undefined);
       const report = await running;
       await Promise.all(runs);
       expect(report.status).toBe('completed');
