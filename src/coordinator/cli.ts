@@ -6,20 +6,26 @@
  * are told, and the process exits 0.
  */
 import { Command, Option } from 'commander';
-import { EXIT_FAILURE, EXIT_OK, onShutdownSignal, parseInteger, parseNumber, parseOrExit, parseSeconds, usageError } from '../common/cli.js';
+import { envFlag, EXIT_FAILURE, EXIT_OK, onShutdownSignal, parseInteger, parseNumber, parseOrExit, parseSeconds, usageError } from '../common/cli.js';
+import { runStartupChecks } from '../common/startup-checks.js';
 import { BACKEND_CHOICES } from '../model/backend.js';
 import { MODEL_NAMES } from '../model/zoo.js';
 import { generateToken } from '../rpc/auth.js';
 import { GRAD_DTYPES } from '../rpc/tensor-codec.js';
-import { TlsConfigError } from '../rpc/tls.js';
+import { checkLocalWorkerTls, TlsConfigError } from '../rpc/tls.js';
 import { createLogger, LOG_LEVELS } from '../telemetry/logger.js';
 import { Progress } from '../telemetry/progress.js';
+import { summaryTable } from '../telemetry/summary-table.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { CheckpointError } from './checkpoint.js';
 import { CheckpointMismatchError, TrainingFailedError } from './errors.js';
 import { LocalLauncher } from './launcher.js';
-import { LAUNCH_MODES, type CoordinatorOptions } from './options.js';
+import { compileCoordinatorOptions, LAUNCH_MODES, type CoordinatorOptions } from './options.js';
 import { writeReport, type RunReport } from './report.js';
 import { Coordinator } from './trainer.js';
+
+/** Port of /metrics and the dashboard when the gRPC port is fixed (that of OpenTelemetry's Prometheus exporter). */
+const DEFAULT_HTTP_PORT = 9464;
 
 function opt(flags: string, description: string, env: string): Option {
   return new Option(flags, description).env(`TENSORFLEET_${env}`);
@@ -44,28 +50,34 @@ const program = new Command('coordinator')
   .addOption(opt('--port <p>', 'port to listen on (default: any free port with --launch local, 50051 with --launch none)', 'PORT').argParser(parseInteger))
   .addOption(opt('--backend <name>', 'compute backend of the coordinator and of local workers', 'BACKEND').choices(BACKEND_CHOICES).default('auto'))
   .addOption(opt('--token <token>', 'job token workers must present (default with --launch local: a random one handed to the workers)', 'TOKEN'))
-  .addOption(opt('--insecure', 'run without a job token (anyone who reaches the port can join)', 'INSECURE'))
+  .addOption(new Option('--insecure', 'run without a job token (anyone who reaches the port can join) (env: TENSORFLEET_INSECURE=true)'))
   .addOption(opt('--tls-cert <file>', 'PEM certificate: serve TLS', 'TLS_CERT'))
   .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
   .addOption(opt('--tls-ca <file>', 'PEM CA: require worker certificates signed by it (mutual TLS)', 'TLS_CA'))
   .addOption(opt('--heartbeat-timeout <s>', 'remove a worker silent this many seconds', 'HEARTBEAT_TIMEOUT').argParser(parseSeconds).default(10_000, '10'))
   .addOption(opt('--checkpoint-dir <dir>', 'write atomic checkpoints here', 'CHECKPOINT_DIR'))
   .addOption(opt('--checkpoint-every <k>', 'checkpoint every K steps (and at each epoch end and on drain)', 'CHECKPOINT_EVERY').argParser(parseInteger).default(100))
-  .addOption(opt('--resume', 'continue from the newest checkpoint in --checkpoint-dir (a fresh start when there is none)', 'RESUME'))
+  .addOption(new Option('--resume', 'continue from the newest checkpoint in --checkpoint-dir (a fresh start when there is none) (env: TENSORFLEET_RESUME=true)'))
   .addOption(opt('--drain-timeout <s>', 'on SIGTERM, seconds the step in flight may take before it is aborted', 'DRAIN_TIMEOUT').argParser(parseSeconds).default(10_000, '10'))
   .addOption(opt('--grad-dtype <dtype>', 'encoding of the gradients workers send (averaging stays float32)', 'GRAD_DTYPE').choices(GRAD_DTYPES).default('float32'))
   .addOption(opt('--save-model <dir>', 'write the trained model (TensorFlow.js layers format) here', 'SAVE_MODEL'))
   .addOption(opt('--report <file>', 'write the JSON run report here', 'REPORT'))
-  .addOption(opt('--log-level <level>', 'log level (logs go to stderr as JSON)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
+  .addOption(opt('--log-level <level>', 'log level (logs go to stderr: JSON, or pretty on a terminal)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
+  .addOption(opt('--http-port <p>', `serve /metrics, /healthz and the dashboard on this port of --host (default: any free port when --port is 0, else ${DEFAULT_HTTP_PORT}; -1: off)`, 'HTTP_PORT').argParser(parseInteger))
+  .addOption(opt('--no-http', 'serve no metrics and no dashboard', 'NO_HTTP'))
+  .addOption(opt('--trace <file>', 'write a Chrome trace-event JSON file of the run (opens in Perfetto)', 'TRACE'))
   .addOption(opt('--chunk-bytes <n>', 'bytes per tensor chunk on the wire', 'CHUNK_BYTES').argParser(parseInteger).hideHelp())
   .allowExcessArguments(false);
 
 parseOrExit(program, process.argv);
 const flags = program.opts();
-if (flags.launch === 'none' && !flags.token && !flags.insecure) {
+const insecure = envFlag('coordinator', flags.insecure, 'TENSORFLEET_INSECURE');
+const resume = envFlag('coordinator', flags.resume, 'TENSORFLEET_RESUME');
+if (insecure && flags.token) usageError('coordinator', '--insecure and --token (or TENSORFLEET_TOKEN) exclude each other: give one');
+if (flags.launch === 'none' && !flags.token && !insecure) {
   usageError('coordinator', '--launch none needs --token (or TENSORFLEET_TOKEN) for the workers to present, or --insecure');
 }
-const token: string | undefined = flags.insecure ? undefined : (flags.token ?? generateToken());
+const token: string | undefined = insecure ? undefined : (flags.token ?? generateToken());
 const options: CoordinatorOptions = {
   workers: flags.workers,
   minWorkers: flags.minWorkers,
@@ -84,14 +96,14 @@ const options: CoordinatorOptions = {
   port: flags.port,
   backend: flags.backend,
   token,
-  insecure: Boolean(flags.insecure),
+  insecure,
   tlsCert: flags.tlsCert,
   tlsKey: flags.tlsKey,
   tlsCa: flags.tlsCa,
   heartbeatTimeoutMs: flags.heartbeatTimeout,
   checkpointDir: flags.checkpointDir,
   checkpointEvery: flags.checkpointEvery,
-  resume: Boolean(flags.resume),
+  resume,
   drainTimeoutMs: flags.drainTimeout,
   saveModel: flags.saveModel,
   report: flags.report,
@@ -102,17 +114,36 @@ const options: CoordinatorOptions = {
 
 const log = createLogger(flags.logLevel, { name: 'coordinator' });
 const progress = new Progress(process.stdout, flags.epochs);
+const httpPort: number | undefined = flags.httpPort;
+if (httpPort !== undefined && (httpPort < -1 || httpPort > 65535)) usageError('coordinator', `--http-port must be from -1 (off) to 65535; got ${httpPort}`);
 let coordinator: Coordinator;
+let telemetry: Telemetry;
 try {
-  coordinator = new Coordinator(options, { log, onStep: (e) => progress.step(e), onEpoch: (e) => progress.epoch(e) });
+  const c = compileCoordinatorOptions(options);
+  const http = flags.http === false || httpPort === -1 ? undefined : { host: c.host, port: httpPort ?? (c.port === 0 ? 0 : DEFAULT_HTTP_PORT), fallbackToFreePort: httpPort === undefined };
+  telemetry = new Telemetry({ epochs: c.epochs, log, progress, http, trace: Boolean(flags.trace) });
+  coordinator = new Coordinator(options, { log, ...telemetry.hooks() });
 } catch (err) {
   if (err instanceof TypeError) usageError('coordinator', err.message);
   throw err;
 }
+runStartupChecks('coordinator', log);
 const o = coordinator.options;
+let localWorkerCa: string | undefined;
+if (o.launch === 'local' && o.tls.cert) {
+  try {
+    localWorkerCa = checkLocalWorkerTls(o.tls);
+  } catch (err) {
+    if (err instanceof TlsConfigError) usageError('coordinator', err.message);
+    throw err;
+  }
+}
+coordinator.membership.on('joined', (s) => telemetry.onMembership({ kind: 'joined', workerId: s.id, size: coordinator.membership.size }));
+coordinator.membership.on('left', (s, reason) => telemetry.onMembership({ kind: 'left', workerId: s.id, reason, size: coordinator.membership.size }));
 const controller = new AbortController();
 onShutdownSignal((signal) => {
   log.warn({ signal }, 'signal received; draining');
+  telemetry.setStatus('draining', `on ${signal}`);
   coordinator.drain();
 });
 const launcher = new LocalLauncher(log.child({ component: 'launcher' }));
@@ -123,6 +154,11 @@ async function main(): Promise<number> {
   try {
     const port = await coordinator.start();
     progress.line(`coordinator listening on ${o.host}:${port} (backend ${coordinator.backendInfo.name}: ${coordinator.backendInfo.device})`);
+    const dashboard = await telemetry.start(
+      { counters: () => coordinator.counters, sessions: () => coordinator.membership.history },
+      { model: o.model, backend: coordinator.backendInfo.name, workers: o.workers, epochs: o.epochs, batchSize: o.batchSize, trainSamples: coordinator.dataSizes.train, testSamples: coordinator.dataSizes.test },
+    );
+    if (dashboard) progress.line(`dashboard on ${dashboard} (metrics at ${dashboard}metrics)`);
     if (o.launch === 'local') {
       launcher.on('gone', () => {
         if (launcher.running < o.minWorkers && !finished) {
@@ -135,7 +171,13 @@ async function main(): Promise<number> {
         backend: o.backend,
         logLevel: o.logLevel,
         maxRestarts: o.maxRestarts,
-        env: { TENSORFLEET_TOKEN: o.token, TENSORFLEET_TLS_CA: o.tls.ca ?? (o.tls.cert ? o.tls.cert : undefined), TENSORFLEET_TLS_CERT: o.tls.ca ? o.tls.cert : undefined, TENSORFLEET_TLS_KEY: o.tls.ca ? o.tls.key : undefined },
+        // Local workers trust what checkLocalWorkerTls verified, and under mutual TLS present the coordinator's certificate.
+        env: {
+          TENSORFLEET_TOKEN: o.token,
+          TENSORFLEET_TLS_CA: localWorkerCa,
+          TENSORFLEET_TLS_CERT: o.tls.ca ? o.tls.cert : undefined,
+          TENSORFLEET_TLS_KEY: o.tls.ca ? o.tls.key : undefined,
+        },
       });
     } else {
       progress.line(`waiting for ${o.workers} worker(s): worker --coordinator HOST:${port}${o.token ? ' (with the job token in TENSORFLEET_TOKEN)' : ''}`);
@@ -149,9 +191,19 @@ async function main(): Promise<number> {
   } finally {
     finished = true;
     await coordinator.close();
-    await launcher.close();
   }
+  // Local workers exit by themselves after a completed run; otherwise they are told to leave now.
+  await launcher.close(report.status === 'completed' ? 5000 : 0);
+  telemetry.setStatus(report.status, report.error);
   if (o.report) writeReport(o.report, report);
+  if (report.perWorker.length > 0 && report.status !== 'failed') progress.line(summaryTable(report.perWorker, report.straggler));
+  try {
+    await telemetry.close(flags.trace, { status: report.status, imagesPerSecond: report.imagesPerSecond });
+    if (flags.trace) progress.line(`trace written to ${flags.trace} (open it in https://ui.perfetto.dev or chrome://tracing)`);
+  } catch (err) {
+    process.stderr.write(`coordinator: cannot write the trace ${flags.trace}: ${(err as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
   if (report.status === 'completed') {
     progress.line(
       `done: test accuracy ${((report.testAccuracy ?? NaN) * 100).toFixed(2)}%, test loss ${(report.testLoss ?? NaN).toFixed(4)}, ` +

@@ -1,6 +1,7 @@
 /** The JSON run report (DESIGN.md, Interfaces), written atomically. */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { summarizeStraggler, type StragglerSummary } from '../telemetry/straggler.js';
 import type { CompiledCoordinatorOptions } from './options.js';
 import type { WorkerSession } from './worker-session.js';
 
@@ -23,6 +24,11 @@ export interface WorkerSummary {
   samples: number;
   computeSeconds: number;
   peakRssBytes: number;
+  /** Summed step phases of this worker (seconds; see stepPhasesMs), for the summary table. */
+  phaseSeconds: { compute: number; encode: number; transfer: number; wait: number; optimizer: number; total: number };
+  /** Steps in which its gradient came last, and the other workers' waiting that caused (worker-seconds). */
+  stragglerSteps: number;
+  waitCausedSeconds: number;
 }
 
 export interface RunReport {
@@ -65,6 +71,8 @@ export interface RunReport {
    * gradient in, decoding, scheduling).
    */
   stepPhasesMs: { compute: number; encode: number; transfer: number; wait: number; optimizer: number; total: number };
+  /** The worker whose lateness made the others wait longest (null with one worker). */
+  straggler: StragglerSummary | null;
   epochHistory: EpochSummary[];
   perWorker: WorkerSummary[];
   savedModel?: string;
@@ -136,6 +144,7 @@ export function buildReport(r: ReportInputs): RunReport {
     },
     coordinatorPeakRssBytes: process.resourceUsage().maxRSS * 1024,
     stepPhasesMs: meanPhases(r.sessions),
+    straggler: summarizeStraggler(r.sessions.map((s) => ({ id: s.id, steps: s.phases.steps, stragglerSteps: s.stragglerSteps, waitCausedMs: s.waitCausedMs, delayCausedMs: s.delayCausedMs, totalMs: s.phases.total, computeMs: s.phases.compute }))),
     epochHistory: r.history,
     perWorker: r.sessions.map((s) => ({
       id: s.id,
@@ -146,6 +155,9 @@ export function buildReport(r: ReportInputs): RunReport {
       samples: s.samples,
       computeSeconds: s.computeMs / 1000,
       peakRssBytes: s.maxRssBytes,
+      phaseSeconds: { compute: s.phases.compute / 1000, encode: s.phases.encode / 1000, transfer: s.phases.transfer / 1000, wait: s.phases.wait / 1000, optimizer: s.phases.optimizer / 1000, total: s.phases.total / 1000 },
+      stragglerSteps: s.stragglerSteps,
+      waitCausedSeconds: s.waitCausedMs / 1000,
     })),
     ...(r.resumedFromStep !== undefined ? { resumedFromStep: r.resumedFromStep } : {}),
     ...(r.lastCheckpoint ? { lastCheckpoint: r.lastCheckpoint } : {}),

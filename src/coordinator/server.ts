@@ -10,6 +10,7 @@ import { loadProto, PROTOCOL_VERSION, type WorkerMessage__Output } from '../rpc/
 import type { Logger } from '../telemetry/logger.js';
 import type { JobConfig } from '../rpc/generated/tensorfleet/v1/JobConfig.js';
 import { AdmissionError, ProtocolError } from './errors.js';
+import { HealthService } from './health.js';
 import type { Membership } from './membership.js';
 import { failCall, WorkerSession, type AttachCall } from './worker-session.js';
 
@@ -39,6 +40,8 @@ export class CoordinatorServer {
   /** False once training ended: new workers are turned away. */
   accepting = true;
   private readonly verifier: TokenVerifier;
+  /** grpc.health.v1.Health on the same port, for Kubernetes' grpc probes. */
+  private readonly health: HealthService;
   private monitor: NodeJS.Timeout | undefined;
   /** Workers removed for silence, for the report. */
   timedOut = 0;
@@ -71,6 +74,7 @@ export class CoordinatorServer {
     this.server.addService(tolerantService, {
       Attach: (call: AttachCall) => this.attach(call),
     });
+    this.health = new HealthService(this.server);
   }
 
   async start(host: string, port: number): Promise<number> {
@@ -86,6 +90,7 @@ export class CoordinatorServer {
   /** Draining or finished: refuse new workers. */
   setServing(serving: boolean): void {
     this.accepting = serving;
+    this.health.setServing(serving);
   }
 
   get heartbeatIntervalMs(): number {
@@ -169,6 +174,7 @@ export class CoordinatorServer {
             session.onGradient(msg.gradient!);
             break;
           case 'heartbeat':
+            session.onHeartbeat();
             break;
           default:
             throw new ProtocolError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);

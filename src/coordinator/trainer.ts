@@ -19,6 +19,8 @@ import { NonFiniteGradientError } from '../ps/aggregator.js';
 import { ParameterServer } from '../ps/parameter-server.js';
 import { StepBarrier } from '../ps/step-barrier.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
+import { attributeSlowest } from '../telemetry/straggler.js';
+import type { CoordinatorCounters, StepAborted, StepDetail } from '../telemetry/types.js';
 import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
 import { configHash, describeConfig } from './config-hash.js';
 import { DataPlan } from './data-plan.js';
@@ -45,6 +47,9 @@ export interface CoordinatorHooks {
   log?: Logger;
   onStep?: (e: StepEvent) => void;
   onEpoch?: (e: EpochSummary) => void;
+  /** Every committed step, per worker (phases, straggler); emitted before onStep. */
+  onStepDetail?: (d: StepDetail) => void;
+  onStepAborted?: (e: StepAborted) => void;
 }
 
 export class Coordinator {
@@ -90,6 +95,26 @@ export class Coordinator {
 
   get backendInfo(): BackendInfo {
     return this.backend;
+  }
+
+  /** Training and test samples of the loaded data set (after start()). */
+  get dataSizes(): { train: number; test: number } {
+    return { train: this.data?.train.count ?? 0, test: this.data?.test.count ?? 0 };
+  }
+
+  /** Counters for telemetry, read when metrics are scraped. */
+  get counters(): CoordinatorCounters {
+    return {
+      steps: this.step,
+      trainedSamples: this.trainedSamples,
+      epoch: this.plan?.epoch ?? 0,
+      members: this.membership.size,
+      membershipChanges: this.membershipChanges,
+      abortedSteps: this.abortedSteps,
+      rejectedContributions: this.rejectedContributions,
+      heartbeatTimeouts: this.server?.timedOut ?? 0,
+      rejectedCalls: this.server?.rejected ?? 0,
+    };
   }
 
   /** The parameter server's current weights (flat layout). */
@@ -206,6 +231,7 @@ export class Coordinator {
             if (!(err instanceof MembershipChangedError)) throw err;
             this.abortedSteps++;
             this.log.warn({ step: this.step, reason: err.reason }, 'step aborted; redoing it');
+            this.hooks.onStepAborted?.({ step: this.step, reason: err.reason });
           }
         }
         this.closeSegment();
@@ -385,9 +411,17 @@ export class Coordinator {
       }
       const committedAt = performance.now();
       const lastDelivered = Math.max(...ranks.map((r) => members[r]!.deliveredAtMs));
-      for (const r of ranks) members[r]!.recordPhases(committedAt - dispatchedAt, committedAt - optimizerStart, lastDelivered);
+      const phases = ranks.map((r) => members[r]!.recordPhases(committedAt - dispatchedAt, committedAt - optimizerStart, lastDelivered, r, plan.slices[r]!.length));
+      const straggler = attributeSlowest(phases);
+      if (straggler.slowest >= 0) {
+        const s = members[ranks[straggler.slowest]!]!;
+        s.stragglerSteps++;
+        s.waitCausedMs += straggler.waitCausedMs;
+        s.delayCausedMs += straggler.delayMs;
+      }
       this.plan.commit(plan);
       this.step++;
+      this.hooks.onStepDetail?.({ step, epoch: plan.epoch, round, dispatchedAtMs: dispatchedAt, optimizerStartMs: optimizerStart, committedAtMs: committedAt, workers: phases, ...straggler });
       let loss = 0;
       for (const c of contributions) loss += c.loss * c.sampleCount;
       return { samples: plan.sampleCount, loss: loss / plan.sampleCount };

@@ -7,7 +7,11 @@ import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
 import { bytesPerElement, decodeGradient, type GradDtype } from '../rpc/tensor-codec.js';
 import type { CoordinatorMessage, WorkerMessage__Output } from '../rpc/proto.js';
 import type { RankedContribution } from '../ps/step-barrier.js';
+import type { WorkerStepPhases } from '../telemetry/types.js';
 import { ProtocolError } from './errors.js';
+
+/** How many heartbeat timeouts a worker's first step may keep it silent (slow backends, large batches). */
+export const FIRST_STEP_GRACE = 10;
 
 export type AttachCall = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
 type GradientMessage = NonNullable<WorkerMessage__Output['gradient']>;
@@ -39,6 +43,13 @@ export class WorkerSession {
   readonly phases = { compute: 0, encode: 0, transfer: 0, wait: 0, optimizer: 0, total: 0, steps: 0 };
   /** When this worker's gradient of the current round was complete (performance.now() ms). */
   deliveredAtMs = 0;
+  /** When the current step was dispatched to this worker, and when its last heartbeat came. */
+  private assignedAtMs = 0;
+  private lastHeartbeatMs = 0;
+  /** Straggler attribution: steps where this worker's gradient came last, the others' waiting it caused and the delay (ms). */
+  stragglerSteps = 0;
+  waitCausedMs = 0;
+  delayCausedMs = 0;
   private lastComputeMs = 0;
   private lastEncodeMs = 0;
   /** Smoothed compute time of a step, to allow slow backends time before declaring silence. */
@@ -78,6 +89,7 @@ export class WorkerSession {
   /** Dispatches a step to this worker; `deliver` is called once its whole gradient has arrived. */
   assign(expected: Expected, message: NonNullable<CoordinatorMessage['step']>): void {
     this.expected = expected;
+    this.assignedAtMs = performance.now();
     this.gradient.reset();
     this.send({ step: message });
   }
@@ -115,27 +127,39 @@ export class WorkerSession {
     expected.deliver({ rank: expected.rank, sampleCount: msg.sampleCount, loss: msg.loss, values });
   }
 
-  /** Books one committed step: its wall time from dispatch to commit, the optimizer's share, and when the last gradient came. */
-  recordPhases(totalMs: number, optimizerMs: number, lastDeliveredAtMs: number): void {
+  /** Books one committed step: its wall time from dispatch to commit, the optimizer's share, and when the last gradient came. Returns the step's phases. */
+  recordPhases(totalMs: number, optimizerMs: number, lastDeliveredAtMs: number, rank = 0, samples = 0): WorkerStepPhases {
     const p = this.phases;
     const wait = lastDeliveredAtMs - this.deliveredAtMs;
+    const transfer = Math.max(0, totalMs - this.lastComputeMs - this.lastEncodeMs - wait - optimizerMs);
     p.compute += this.lastComputeMs;
     p.encode += this.lastEncodeMs;
     p.wait += wait;
     p.optimizer += optimizerMs;
-    p.transfer += Math.max(0, totalMs - this.lastComputeMs - this.lastEncodeMs - wait - optimizerMs);
+    p.transfer += transfer;
     p.total += totalMs;
     p.steps++;
+    return { id: this.id, rank, samples, compute: this.lastComputeMs, encode: this.lastEncodeMs, transfer, wait, optimizer: optimizerMs, total: totalMs, deliveredAtMs: this.deliveredAtMs };
+  }
+
+  onHeartbeat(): void {
+    this.lastHeartbeatMs = performance.now();
   }
 
   get busy(): boolean {
     return this.expected !== undefined;
   }
 
-  /** Silent for longer than allowed: the timeout, plus room for three steps while computing one. */
+  /**
+   * Silent for longer than allowed. A worker cannot send heartbeats while it computes (it sends
+   * one as it starts a step), so a busy one gets room for three of its average steps, or
+   * FIRST_STEP_GRACE timeouts while nothing is known of its speed.
+   */
   isSilent(now: number, timeoutMs: number): boolean {
-    const allowance = timeoutMs + (this.busy ? 3 * this.computeMsAverage : 0);
-    return now - this.lastSeenMs > allowance;
+    // Room for computing only once the worker said it started this step (a heartbeat after dispatch).
+    const started = this.busy && this.lastHeartbeatMs >= this.assignedAtMs;
+    const room = started ? (this.steps === 0 ? FIRST_STEP_GRACE * timeoutMs : 3 * this.computeMsAverage) : 0;
+    return now - this.lastSeenMs > timeoutMs + room;
   }
 
   /** Ends the stream with a final Stop message. */
@@ -156,5 +180,5 @@ export class WorkerSession {
 
 /** Ends a server stream with a gRPC status (grpc-js sends it as the stream's trailers). */
 export function failCall(call: AttachCall, code: grpc.status, details: string): void {
-  call.emit('error', { code, details });
+  call.emit('error', Object.assign(new Error(details), { code, details }));
 }

@@ -35,6 +35,8 @@ export interface LoadMnistOptions {
   testLimit?: number;
   /** Skip the test set (workers only train). */
   skipTest?: boolean;
+  /** Skip the training set (evaluating a saved model). */
+  skipTrain?: boolean;
 }
 
 const FILES = {
@@ -87,10 +89,12 @@ function loadSplit(dir: string, imagesBase: string, labelsBase: string, limit: n
   };
 }
 
+const EMPTY: LabeledImages = { images: new Uint8Array(0), labels: new Uint8Array(0), count: 0 };
+
 export function loadMnist(options: LoadMnistOptions = {}): MnistData {
   const dir = resolveDataDir(options.dataDir);
   if (!existsSync(dir)) throw new DataFileError(dir, 'data folder not found');
-  const train = loadSplit(dir, FILES.trainImages, FILES.trainLabels, options.trainLimit);
+  const train = options.skipTrain ? EMPTY : loadSplit(dir, FILES.trainImages, FILES.trainLabels, options.trainLimit);
   const test = options.skipTest
     ? { images: new Uint8Array(0), labels: new Uint8Array(0), count: 0 }
     : loadSplit(dir, FILES.testImages, FILES.testLabels, options.testLimit);

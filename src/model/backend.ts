@@ -1,23 +1,73 @@
 /**
- * The one place a compute backend is chosen. `auto` takes the first that loads: native
- * TensorFlow with a GPU (@tensorflow/tfjs-node-gpu), native TensorFlow on CPU
- * (@tensorflow/tfjs-node), wasm (with the kernels this project registers), then pure-JS cpu.
- * The native bindings are optional peer dependencies: they are loaded only when installed.
+ * The one place a compute backend is chosen. `auto` takes the first that loads (AUTO_ORDER):
+ * native TensorFlow with a GPU (@tensorflow/tfjs-node-gpu), WebGPU on a hardware adapter
+ * (Dawn, npm `webgpu`; a software adapter such as Mesa's lavapipe is never picked
+ * automatically), native TensorFlow on CPU (@tensorflow/tfjs-node), wasm (with the kernels this
+ * project registers), then pure-JS cpu. The native bindings are optional peer dependencies:
+ * they are loaded only when installed.
  */
 import * as tf from '@tensorflow/tfjs';
 import { BackendUnavailableError } from './errors.js';
 import { registerWasmKernels } from './kernels/register-wasm-kernels.js';
+import { describeAdapter, hardwareAdapterPossible, initializedWebgpu, initWebgpuBackend, machineGpuFacts, probeWebgpuAdapter, type AdapterSummary, type ProbedAdapter } from './webgpu.js';
 
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export interface BackendInfo {
   /** tfjs backend name actually in use. */
-  name: 'tensorflow' | 'wasm' | 'cpu';
-  /** What computes: 'gpu', 'cpu (native)', 'cpu (wasm, simd)', ... */
+  name: 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  /** What computes: 'gpu (CUDA)', 'gpu (WebGPU on Dawn: ...)', 'cpu (native)', 'cpu (wasm, simd)', ... */
   device: string;
   /** npm package that provides it. */
   package: string;
+  /** The WebGPU adapter (webgpu only). */
+  adapter?: AdapterSummary;
+  /** With `auto`: the candidates passed over before this one, and why. */
+  passedOver?: string[];
+}
+
+/** The order `auto` tries. */
+export const AUTO_ORDER = ['tensorflow-gpu', 'webgpu', 'tensorflow-cpu', 'wasm', 'cpu'] as const;
+export type AutoCandidate = (typeof AUTO_ORDER)[number];
+
+/** What probing a candidate found: `init` makes it the active backend. */
+export interface Found<T> {
+  /** A software device (CPU-emulated GPU): usable when asked for by name, never by `auto`. */
+  software?: boolean;
+  description?: string;
+  init(): Promise<T>;
+}
+
+/** Pure: whether `auto` takes a candidate that probed successfully. */
+export function autoAccepts(found: { software?: boolean; description?: string }): { take: true } | { take: false; reason: string } {
+  if (found.software) return { take: false, reason: `software adapter${found.description ? ` (${found.description})` : ''}: not picked automatically, ask for it by name` };
+  return { take: true };
+}
+
+/**
+ * The `auto` decision, with the probing injected: walks AUTO_ORDER, probes each candidate only
+ * when every earlier one was passed over (a probe throws when the candidate is unavailable),
+ * takes the first that `autoAccepts` and that initializes. Throws the last error when none does.
+ */
+export async function chooseAuto<T>(probe: (candidate: AutoCandidate) => Promise<Found<T>>): Promise<{ candidate: AutoCandidate; result: T; passedOver: string[] }> {
+  const passedOver: string[] = [];
+  let last: unknown = new BackendUnavailableError('auto', 'no candidate');
+  for (const candidate of AUTO_ORDER) {
+    try {
+      const found = await probe(candidate);
+      const verdict = autoAccepts(found);
+      if (!verdict.take) {
+        passedOver.push(`${candidate}: ${verdict.reason}`);
+        continue;
+      }
+      return { candidate, result: await found.init(), passedOver };
+    } catch (err) {
+      last = err;
+      passedOver.push(`${candidate}: ${(err as Error).message}`);
+    }
+  }
+  throw last;
 }
 
 export function isBackendChoice(name: string): name is BackendChoice {
@@ -37,6 +87,27 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   }
   const gpu = pkg === '@tensorflow/tfjs-node-gpu';
   return { name: 'tensorflow', device: gpu ? 'gpu (CUDA)' : 'cpu (native)', package: pkg };
+}
+
+function webgpuInfo(probed: ProbedAdapter): BackendInfo {
+  return { name: 'webgpu', device: describeAdapter(probed.summary), package: '@tensorflow/tfjs-backend-webgpu', adapter: probed.summary };
+}
+
+/** `--backend webgpu`: any adapter Dawn offers, a software one included. */
+async function tryWebgpu(): Promise<BackendInfo> {
+  return webgpuInfo(await initWebgpuBackend(initializedWebgpu() ?? (await probeWebgpuAdapter())));
+}
+
+/** `auto`'s WebGPU probe: Dawn is loaded only where a hardware adapter can exist. */
+async function probeWebgpuForAuto(): Promise<Found<BackendInfo>> {
+  const possible = hardwareAdapterPossible(machineGpuFacts());
+  if (!possible.possible) throw new BackendUnavailableError('webgpu', possible.reason!);
+  const probed = await probeWebgpuAdapter();
+  return {
+    software: probed.summary.software,
+    description: probed.summary.name,
+    init: async () => webgpuInfo(await initWebgpuBackend(probed)),
+  };
 }
 
 async function tryWasm(): Promise<BackendInfo> {
@@ -73,18 +144,23 @@ export async function selectBackend(choice: BackendChoice): Promise<BackendInfo>
     case 'cpu':
       info = await tryCpu();
       break;
+    case 'webgpu':
+      info = await tryWebgpu();
+      break;
     case 'auto': {
-      const order = [() => tryNative('@tensorflow/tfjs-node-gpu'), () => tryNative('@tensorflow/tfjs-node'), tryWasm, tryCpu];
-      let last: unknown;
-      for (const attempt of order) {
-        try {
-          info = await attempt();
-          break;
-        } catch (err) {
-          last = err;
-        }
-      }
-      if (!info!) throw last;
+      const loaded = (attempt: () => Promise<BackendInfo>) => async (): Promise<Found<BackendInfo>> => {
+        const result = await attempt();
+        return { init: async () => result };
+      };
+      const probes: Record<AutoCandidate, () => Promise<Found<BackendInfo>>> = {
+        'tensorflow-gpu': loaded(() => tryNative('@tensorflow/tfjs-node-gpu')),
+        webgpu: probeWebgpuForAuto,
+        'tensorflow-cpu': loaded(() => tryNative('@tensorflow/tfjs-node')),
+        wasm: loaded(tryWasm),
+        cpu: loaded(tryCpu),
+      };
+      const chosen = await chooseAuto((candidate) => probes[candidate]());
+      info = { ...chosen.result, passedOver: chosen.passedOver };
       break;
     }
   }

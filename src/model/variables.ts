@@ -46,9 +46,10 @@ export function assignWeights(model: tf.LayersModel, layout: VariableLayout, fla
     throw new LayoutMismatchError(`weight buffer has ${flat.length} floats; the model has ${layout.totalSize}`);
   }
   const weights = model.trainableWeights;
-  // The pure-JS cpu backend keeps the array it is given instead of copying it: copy there, so a
-  // variable never aliases a buffer the caller reuses. Other backends copy into their own memory.
-  const aliases = tf.getBackend() === 'cpu';
+  // The pure-JS cpu backend keeps the array it is given instead of copying it, and webgpu keeps
+  // it until its first use uploads it: copy there, so a variable never aliases a buffer the
+  // caller reuses. Other backends copy into their own memory.
+  const aliases = tf.getBackend() === 'cpu' || tf.getBackend() === 'webgpu';
   tf.tidy(() => {
     layout.specs.forEach((spec, i) => {
       const view = flat.subarray(spec.offset, spec.offset + spec.size);

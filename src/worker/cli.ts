@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { EXIT_FAILURE, EXIT_OK, exitWithParent, onShutdownSignal, parseOrExit, parseSeconds, usageError } from '../common/cli.js';
+import { runStartupChecks } from '../common/startup-checks.js';
 import { BACKEND_CHOICES } from '../model/backend.js';
 import { createLogger, LOG_LEVELS } from '../telemetry/logger.js';
 import { TrainingWorker } from './worker.js';
@@ -21,7 +22,7 @@ const program = new Command('worker')
   .addOption(opt('--tls-cert <file>', 'PEM client certificate (mutual TLS)', 'TLS_CERT'))
   .addOption(opt('--tls-key <file>', 'PEM private key of --tls-cert', 'TLS_KEY'))
   .addOption(opt('--connect-timeout <s>', 'keep trying to reach the coordinator this many seconds', 'CONNECT_TIMEOUT').argParser(parseSeconds).default(120_000, '120'))
-  .addOption(opt('--log-level <level>', 'log level (logs go to stderr as JSON)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
+  .addOption(opt('--log-level <level>', 'log level (logs go to stderr: JSON, or pretty on a terminal)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
   .allowExcessArguments(false);
 
 parseOrExit(program, process.argv);
@@ -46,6 +47,7 @@ try {
   if (err instanceof TypeError) usageError('worker', err.message);
   throw err;
 }
+runStartupChecks('worker', createLogger(flags.logLevel, { name: 'worker' }));
 const controller = new AbortController();
 onShutdownSignal((signal) => controller.abort(new Error(`received ${signal}`)));
 exitWithParent(Number(process.env.TENSORFLEET_PARENT_PID) || undefined, EXIT_FAILURE);

@@ -52,6 +52,8 @@ export class TrainingWorker {
   private call: Duplex | undefined;
   private steps = 0;
   private lastEncodeMs = 0;
+  /** The stream the silence watchdog cancelled (its CANCELLED status means "reconnect"). */
+  private silencedCall: Duplex | undefined;
   private closed = false;
 
   constructor(options: WorkerOptions, log: Logger = silentLogger) {
@@ -62,7 +64,9 @@ export class TrainingWorker {
   /** Trains until the coordinator says training is complete; leaves cleanly when `signal` aborts. */
   async run(signal?: AbortSignal): Promise<WorkerResult> {
     this.backend = await selectBackend(this.options.backend);
-    this.log.info({ backend: this.backend.name, device: this.backend.device }, 'backend selected');
+    const { name: backend, device, adapter, passedOver } = this.backend;
+    this.log.info({ backend, device, adapter, passedOver }, 'backend selected');
+    if (adapter?.software) this.log.warn({ adapter: adapter.name }, 'the WebGPU adapter is a software device (CPU emulation): correct but slow');
     const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
     let giveUpAt = performance.now() + this.options.connectTimeoutMs;
     const left = () => ({ completed: false, reason: 'left on request', steps: this.steps });
@@ -139,6 +143,9 @@ export class TrainingWorker {
       return { kind: 'lost', code: grpc.status.UNAVAILABLE, details: 'the coordinator ended the stream without a stop', welcomed };
     } catch (err) {
       const e = err as Partial<grpc.ServiceError>;
+      // Cancelled by our own silence watchdog: the coordinator may just be busy (a first
+      // evaluation compiling GPU shaders blocks it for seconds): reconnect, do not give up.
+      if (e.code === grpc.status.CANCELLED && this.silencedCall === call) return { kind: 'lost', code: grpc.status.UNAVAILABLE, details: 'coordinator silent', welcomed };
       if (typeof e.code === 'number') return { kind: 'lost', code: e.code, details: e.details ?? e.message ?? '', welcomed };
       call.cancel();
       throw err;
@@ -161,6 +168,7 @@ export class TrainingWorker {
       lastTick = now;
       if (now - lastHeard() > timeoutMs) {
         this.log.warn({ silentMs: Math.round(now - lastHeard()) }, 'coordinator silent; reconnecting');
+        this.silencedCall = call;
         call.cancel();
         return;
       }
@@ -237,6 +245,9 @@ export class TrainingWorker {
     if (Number(step.version) !== job.version) {
       throw new UnexpectedMessageError(`step ${step.step} needs weights version ${step.version}; this worker holds ${job.version}`);
     }
+    // Computing blocks this thread, heartbeats included: say "alive, starting" and let it go out first.
+    this.call!.write({ heartbeat: { sentAtMs: Date.now() } });
+    await new Promise((resolve) => setImmediate(resolve));
     const started = performance.now();
     const batch = gatherBatch(job.train, step.indices);
     const loss = await job.computer.computeGradients(batch, job.gradient);
