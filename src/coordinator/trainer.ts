@@ -6,7 +6,6 @@
  * make a run resumable; drain() stops it cleanly at a step boundary.
  */
 import { randomBytes } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
 import type * as tf from '@tensorflow/tfjs';
 import { loadMnist, type MnistData } from '../data/mnist.js';
 import { selectBackend, type BackendInfo } from '../model/backend.js';
@@ -15,42 +14,21 @@ import { registerFileSystemRouter } from '../model/file-io.js';
 import { initialWeights } from '../model/init.js';
 import { assignWeights, layoutOf, type VariableLayout } from '../model/variables.js';
 import { createModel } from '../model/zoo.js';
-import { NonFiniteGradientError } from '../ps/aggregator.js';
 import { ParameterServer } from '../ps/parameter-server.js';
-import { StepBarrier } from '../ps/step-barrier.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
-import { attributeSlowest } from '../telemetry/straggler.js';
-import type { CoordinatorCounters, StepAborted, StepDetail } from '../telemetry/types.js';
+import type { CoordinatorCounters } from '../telemetry/types.js';
 import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
 import { configHash, describeConfig } from './config-hash.js';
 import { DataPlan } from './data-plan.js';
-import { CheckpointMismatchError, DrainingError, MembershipChangedError, TrainingFailedError } from './errors.js';
+import { CheckpointMismatchError, DrainingError, MembershipChangedError } from './errors.js';
 import { Membership } from './membership.js';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.js';
 import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
+import { runSyncStep } from './sync-step.js';
+import type { CoordinatorHooks } from './hooks.js';
 
-export interface StepEvent {
-  epoch: number;
-  step: number;
-  stepInEpoch: number;
-  stepsInEpoch: number;
-  worldSize: number;
-  samples: number;
-  loss: number;
-  /** Samples trained so far over training seconds so far. */
-  imagesPerSecond: number;
-  epochFraction: number;
-}
-
-export interface CoordinatorHooks {
-  log?: Logger;
-  onStep?: (e: StepEvent) => void;
-  onEpoch?: (e: EpochSummary) => void;
-  /** Every committed step, per worker (phases, straggler); emitted before onStep. */
-  onStepDetail?: (d: StepDetail) => void;
-  onStepAborted?: (e: StepAborted) => void;
-}
+export type { CoordinatorHooks, StepEvent } from './hooks.js';
 
 export class Coordinator {
   readonly options: CompiledCoordinatorOptions;
@@ -368,67 +346,23 @@ export class Coordinator {
   }
 
   private async runStep(signal: AbortSignal): Promise<{ samples: number; loss: number }> {
-    signal.throwIfAborted();
-    const members = this.membership.ranked();
-    const plan = this.plan.plan(members.length);
-    const round = ++this.round;
-    const step = this.step;
-    const ranks = members.map((_, r) => r).filter((r) => plan.slices[r]!.length > 0);
-    const barrier = new StepBarrier(ranks);
-    const onLeft = (session: unknown, reason: string) => {
-      const s = members.find((m) => m === session);
-      if (s) barrier.abort(new MembershipChangedError(step, `worker ${s.id} left (${reason})`));
-    };
-    const onAbort = () => barrier.abort(signal.reason instanceof Error ? signal.reason : new TrainingFailedError('training was stopped'));
-    this.membership.on('left', onLeft);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const dispatchedAt = performance.now();
-    try {
-      for (const r of ranks) {
-        const session = members[r]!;
-        const slice = plan.slices[r]!;
-        if (session.versionHeld !== this.ps.version) session.sendWeights(this.ps.version, this.ps.weights, this.options.chunkBytes);
-        session.assign(
-          { round, step, rank: r, sampleCount: slice.length, deliver: (c) => barrier.deliver(c) },
-          { step, round, version: this.ps.version, epoch: plan.epoch, indices: Array.from(slice) },
-        );
-      }
-      const contributions = await barrier.done;
-      const optimizerStart = performance.now();
-      try {
-        this.ps.commit(contributions);
-      } catch (err) {
-        if (!(err instanceof NonFiniteGradientError)) throw err;
-        // Reject the contributions (the parameter server is unchanged), drop their senders, redo the step.
-        const culprits = err.indices.map((i) => members[contributions[i]!.rank]!);
-        for (const s of culprits) {
-          this.rejectedContributions++;
-          this.log.warn({ workerId: s.id, step }, 'gradient with NaN or Inf rejected; removing the worker');
-          s.fail(grpc.status.INVALID_ARGUMENT, `gradient for step ${step} contains NaN or infinite values`);
-          this.membership.remove(s, 'sent a non-finite gradient');
-        }
-        throw new MembershipChangedError(step, `rejected non-finite gradient(s) from ${culprits.map((s) => s.id).join(', ')}`);
-      }
-      const committedAt = performance.now();
-      const lastDelivered = Math.max(...ranks.map((r) => members[r]!.deliveredAtMs));
-      const phases = ranks.map((r) => members[r]!.recordPhases(committedAt - dispatchedAt, committedAt - optimizerStart, lastDelivered, r, plan.slices[r]!.length));
-      const straggler = attributeSlowest(phases);
-      if (straggler.slowest >= 0) {
-        const s = members[ranks[straggler.slowest]!]!;
-        s.stragglerSteps++;
-        s.waitCausedMs += straggler.waitCausedMs;
-        s.delayCausedMs += straggler.delayMs;
-      }
-      this.plan.commit(plan);
+    return runSyncStep(
+      {
+        membership: this.membership,
+        plan: this.plan,
+        ps: this.ps,
+        chunkBytes: this.options.chunkBytes,
+        log: this.log,
+        onRejected: () => this.rejectedContributions++,
+        onStepDetail: this.hooks.onStepDetail,
+      },
+      this.step,
+      ++this.round,
+      signal,
+    ).then((result) => {
       this.step++;
-      this.hooks.onStepDetail?.({ step, epoch: plan.epoch, round, dispatchedAtMs: dispatchedAt, optimizerStartMs: optimizerStart, committedAtMs: committedAt, workers: phases, ...straggler });
-      let loss = 0;
-      for (const c of contributions) loss += c.loss * c.sampleCount;
-      return { samples: plan.sampleCount, loss: loss / plan.sampleCount };
-    } finally {
-      this.membership.off('left', onLeft);
-      signal.removeEventListener('abort', onAbort);
-    }
+      return result;
+    });
   }
 
   private report(status: RunReport['status'], wallMs: number, savedModel?: string, error?: string): RunReport {
