@@ -47,7 +47,7 @@ async function main(): Promise<number> {
     }
     await selectBackend(flags.backend as BackendChoice);
     const { model, path } = await loadSavedModel(flags.model);
-    const probs = Array.from(classify(model, pixels));
+    const probs = Array.from(await classify(model, pixels));
     model.dispose();
     let predicted = 0;
     for (let c = 1; c < probs.length; c++) if (probs[c]! > probs[predicted]!) predicted = c;

@@ -45,13 +45,15 @@ export async function loadSavedModel(target: string): Promise<{ model: tf.Layers
   return { model, path };
 }
 
-/** Class probabilities of one 28x28 image (uint8 pixels, white digit on black as in MNIST). */
-export function classify(model: tf.LayersModel, pixels: Uint8Array): Float32Array {
+/** Class probabilities of one 28x28 image (uint8 pixels, white digit on black as in MNIST). Reads asynchronously (WebGPU has no synchronous read). */
+export async function classify(model: tf.LayersModel, pixels: Uint8Array): Promise<Float32Array> {
   if (pixels.length !== PIXELS) throw new RangeError(`expected ${PIXELS} pixels, got ${pixels.length}`);
-  return tf.tidy(() => {
-    const x = tf.tensor4d(Float32Array.from(pixels, (p) => p / 255), [1, IMAGE_SIZE, IMAGE_SIZE, 1]);
-    return (model.predict(x) as tf.Tensor).dataSync() as Float32Array;
-  });
+  const probs = tf.tidy(() => model.predict(tf.tensor4d(Float32Array.from(pixels, (p) => p / 255), [1, IMAGE_SIZE, IMAGE_SIZE, 1])) as tf.Tensor);
+  try {
+    return (await probs.data()) as Float32Array;
+  } finally {
+    probs.dispose();
+  }
 }
 
 export type InvertMode = 'auto' | 'yes' | 'no';
