@@ -1,20 +1,10 @@
 /** What the coordinator tells its embedder (CLI progress, telemetry) as a run goes. */
 import type { Logger } from '../telemetry/logger.js';
-import type { StepAborted, StepDetail } from '../telemetry/types.js';
+import type { StepAborted, StepDetail, TelemetryStep } from '../telemetry/types.js';
 import type { EpochSummary } from './report.js';
 
-export interface StepEvent {
-  epoch: number;
-  step: number;
-  stepInEpoch: number;
-  stepsInEpoch: number;
-  worldSize: number;
-  samples: number;
-  loss: number;
-  /** Samples trained so far over training seconds so far. */
-  imagesPerSecond: number;
-  epochFraction: number;
-}
+/** A committed step, as the progress line and the telemetry see it. */
+export type StepEvent = TelemetryStep;
 
 export interface CoordinatorHooks {
   log?: Logger;

@@ -2,18 +2,12 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { summarizeStraggler, type StragglerSummary } from '../telemetry/straggler.js';
+import type { TelemetryEpoch } from '../telemetry/types.js';
 import type { CompiledCoordinatorOptions } from './options.js';
 import type { WorkerSession } from './worker-session.js';
 
-export interface EpochSummary {
-  epoch: number;
-  steps: number;
-  samples: number;
-  trainLoss: number;
-  testAccuracy: number;
-  testLoss: number;
-  trainSeconds: number;
-}
+/** One evaluated epoch of the run report (the telemetry's epoch record). */
+export type EpochSummary = TelemetryEpoch;
 
 export interface WorkerSummary {
   id: string;

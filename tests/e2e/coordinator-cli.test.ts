@@ -27,7 +27,9 @@ describe('coordinator CLI', () => {
   it('coordinator --workers 2 spawns two worker processes, trains, reports and saves a loadable model', async () => {
     const report = join(dir, 'report.json');
     const modelDir = join(dir, 'model');
-    const run = await execa('node', [COORDINATOR, '--workers', '2', '--train-limit', '1024', '--test-limit', '500', '--backend', 'wasm', '--report', report, '--save-model', modelDir, '--log-level', 'warn'], { reject: false, timeout: 180_000 });
+    const child = execa('node', [COORDINATOR, '--workers', '2', '--train-limit', '1024', '--test-limit', '500', '--backend', 'wasm', '--report', report, '--save-model', modelDir, '--log-level', 'warn'], { reject: false, timeout: 180_000 });
+    const coordinatorPid = child.pid;
+    const run = await child;
     expect(run.exitCode, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/done: test accuracy \d+\.\d\d%/);
     const r = JSON.parse(readFileSync(report, 'utf8')) as RunReport;
@@ -38,7 +40,7 @@ describe('coordinator CLI', () => {
     expect(r.globalBatchSize).toBe(64);
     const pids = new Set(r.perWorker.map((w) => w.pid));
     expect(pids.size).toBe(2);
-    expect(pids.has(run.pid!)).toBe(false);
+    expect(pids.has(coordinatorPid!)).toBe(false);
     expect(r.imagesPerSecond).toBeGreaterThan(0);
     expect(r.testAccuracy).toBeGreaterThan(0.6);
 

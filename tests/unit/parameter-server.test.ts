@@ -23,7 +23,7 @@ describe('Adam on the parameter server', () => {
     for (let step = 0; step < 25; step++) {
       const g = randomArray(n, 100 + step);
       adam.apply(w, g);
-      reference.applyGradients({ [variable.name]: tf.tensor1d(g.slice()) });
+      reference.applyGradients([{ name: variable.name, tensor: tf.tensor1d(g.slice()) }]);
     }
     const expected = await variable.data();
     let maxDiff = 0;

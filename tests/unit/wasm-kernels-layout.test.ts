@@ -6,28 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
 import { prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
-
-const TOL = 1e-4;
-type Shape4 = [number, number, number, number];
-
-/** Deterministic uniform values in [-0.5, 0.5) (mulberry32). */
-function randomArray(size: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  }
-  return out;
-}
-
-const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
 
 async function runOn(backend: 'cpu' | 'wasm', fn: () => tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
   await tf.setBackend(backend);

@@ -1,30 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOL, randomArray, size, type Shape4, type Backend } from '../helpers/kernel-inputs.js';
 import { leadingReducedAxes } from '../../src/model/kernels/sum.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { categoricalCrossEntropy } from '../../src/model/loss.js';
 import { createModel } from '../../src/model/zoo.js';
-
-const TOL = 1e-4;
-type Backend = 'cpu' | 'wasm';
-type Shape4 = [number, number, number, number];
-
-/** Deterministic uniform values in [-0.5, 0.5) (mulberry32). */
-function randomArray(size: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  }
-  return out;
-}
-
-const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
 
 interface Result { values: Float32Array; shape: number[]; dtype: tf.DataType }
 
