@@ -1,4 +1,5 @@
-/** What the wasm-kernel tests share: a tolerance, shapes, and seeded inputs identical on every backend. */
+/** What the wasm-kernel tests share: a tolerance, shapes, seeded inputs identical on every backend, and running one computation on a backend. */
+import * as tf from '@tensorflow/tfjs';
 
 export const TOL = 1e-4;
 export type Backend = 'cpu' | 'wasm';
@@ -19,3 +20,25 @@ export function randomArray(size: number, seed: number): Float32Array {
 }
 
 export const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
+
+export interface BackendResult {
+  values: Float32Array;
+  shape: number[];
+  dtype: string;
+}
+
+/** Runs `fn` on `backend` (switching to it) and returns a copy of the result. */
+export async function runOn(backend: Backend, fn: () => tf.Tensor): Promise<BackendResult> {
+  await tf.setBackend(backend);
+  const out = fn();
+  const result = { values: Float32Array.from(out.dataSync()), shape: out.shape, dtype: out.dtype };
+  out.dispose();
+  return result;
+}
+
+/** max_i |a_i - b_i| (over the shorter of the two). */
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}

@@ -6,27 +6,17 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
+import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
 import { prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
-
-async function runOn(backend: 'cpu' | 'wasm', fn: () => tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
-  await tf.setBackend(backend);
-  const out = fn();
-  const result = { values: Float32Array.from(out.dataSync()), shape: out.shape };
-  out.dispose();
-  return result;
-}
 
 /** Max abs difference between the cpu and wasm results (shapes must match). */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
   const cpu = await runOn('cpu', fn);
   const wasm = await runOn('wasm', fn);
   expect(wasm.shape).toEqual(cpu.shape);
-  let m = 0;
-  for (let i = 0; i < cpu.values.length; i++) m = Math.max(m, Math.abs(cpu.values[i] - wasm.values[i]));
-  return m;
+  return maxAbsDiff(cpu.values, wasm.values);
 }
 
 interface ConvCase { x: Shape4; filter: Shape4; strides: number | [number, number]; pad: 'valid' | 'same' | number }

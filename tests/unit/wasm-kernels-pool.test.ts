@@ -1,21 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOL, randomArray, size, type Shape4, type Backend } from '../helpers/kernel-inputs.js';
+import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4, type Backend } from '../helpers/kernel-inputs.js';
 import { leadingReducedAxes } from '../../src/model/kernels/sum.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { categoricalCrossEntropy } from '../../src/model/loss.js';
 import { createModel } from '../../src/model/zoo.js';
 
-interface Result { values: Float32Array; shape: number[]; dtype: tf.DataType }
-
-async function runOn(backend: Backend, fn: () => tf.Tensor): Promise<Result> {
-  await tf.setBackend(backend);
-  const out = fn();
-  const result = { values: Float32Array.from(out.dataSync()), shape: out.shape, dtype: out.dtype };
-  out.dispose();
-  return result;
-}
 
 /** Runs `fn` on cpu and wasm; asserts equal shapes/dtypes and returns the max abs difference. */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
@@ -24,9 +15,7 @@ async function onBoth(fn: () => tf.Tensor): Promise<number> {
   expect(wasm.shape).toEqual(cpu.shape);
   expect(wasm.dtype).toBe(cpu.dtype);
   expect(wasm.values.length).toBe(cpu.values.length);
-  let m = 0;
-  for (let i = 0; i < cpu.values.length; i++) m = Math.max(m, Math.abs(cpu.values[i] - wasm.values[i]));
-  return m;
+  return maxAbsDiff(cpu.values, wasm.values);
 }
 
 /** Values with many ties: integers in [0, levels), plus a relu-like run of zeros. */

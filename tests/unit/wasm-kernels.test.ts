@@ -1,27 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOL, randomArray, size, type Shape4, type Backend } from '../helpers/kernel-inputs.js';
+import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
 import { kernelNamesProvided, registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-/** Runs `fn` on `backend` and returns a copy of the result's values. */
-async function runOn(backend: Backend, fn: () => tf.Tensor): Promise<Float32Array> {
-  await tf.setBackend(backend);
-  const out = fn();
-  const values = Float32Array.from(out.dataSync());
-  out.dispose();
-  return values;
-}
-
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
-  return maxAbsDiff(await runOn('cpu', fn), await runOn('wasm', fn));
+  const cpu = await runOn('cpu', fn);
+  const wasm = await runOn('wasm', fn);
+  expect(wasm.values.length).toBe(cpu.values.length);
+  return maxAbsDiff(cpu.values, wasm.values);
 }
 
 interface ConvCase {
