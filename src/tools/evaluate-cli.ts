@@ -5,12 +5,11 @@
  * data cannot be used (one line says why), 2 usage.
  */
 import { Command, Option } from 'commander';
-import { EXIT_FAILURE, EXIT_OK, parseInteger, parseOrExit } from '../common/cli.js';
-import { DataFileError } from '../data/errors.js';
+import { EXIT_OK, parseInteger, parseOrExit } from '../common/cli.js';
 import { loadMnist, NUM_CLASSES } from '../data/mnist.js';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../model/backend.js';
-import { BackendUnavailableError } from '../model/errors.js';
 import { evaluateModel, type Evaluation } from '../model/evaluate.js';
+import { runTool } from './run-tool.js';
 import { loadSavedModel, ToolInputError } from './saved-model.js';
 
 const opt = (flags: string, description: string, env: string) => new Option(flags, description).env(`TENSORFLEET_${env}`);
@@ -46,36 +45,22 @@ function confusionTable(e: Evaluation): string {
 }
 
 async function main(): Promise<number> {
-  try {
-    await selectBackend(flags.backend as BackendChoice);
-    const data = loadMnist({ dataDir: flags.dataDir, testLimit: flags.testLimit, skipTrain: true });
-    if (data.test.count === 0) throw new ToolInputError(`${data.dataDir}: the test set is empty`);
-    const { model, path } = await loadSavedModel(flags.model);
-    const e = await evaluateModel(model, data.test, Math.max(1, flags.batchSize));
-    model.dispose();
-    const correct = e.confusion.reduce((a, row, r) => a + row[r]!, 0);
-    if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ model: path, dataDir: data.dataDir, count: e.count, correct, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion })}\n`);
-    } else {
-      process.stdout.write(
-        `model ${path} on ${e.count} test samples of ${data.dataDir}\n` +
-          `accuracy ${(e.accuracy * 100).toFixed(2)}% (${correct}/${e.count}), loss ${e.loss.toFixed(4)}\n\n${confusionTable(e)}\n`,
-      );
-    }
-    return EXIT_OK;
-  } catch (err) {
-    if (err instanceof ToolInputError || err instanceof DataFileError || err instanceof BackendUnavailableError) {
-      process.stderr.write(`evaluate: ${err.message}\n`);
-      return EXIT_FAILURE;
-    }
-    throw err;
+  await selectBackend(flags.backend as BackendChoice);
+  const data = loadMnist({ dataDir: flags.dataDir, testLimit: flags.testLimit, skipTrain: true });
+  if (data.test.count === 0) throw new ToolInputError(`${data.dataDir}: the test set is empty`);
+  const { model, path } = await loadSavedModel(flags.model);
+  const e = await evaluateModel(model, data.test, Math.max(1, flags.batchSize));
+  model.dispose();
+  const correct = e.confusion.reduce((a, row, r) => a + row[r]!, 0);
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ model: path, dataDir: data.dataDir, count: e.count, correct, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion })}\n`);
+  } else {
+    process.stdout.write(
+      `model ${path} on ${e.count} test samples of ${data.dataDir}\n` +
+        `accuracy ${(e.accuracy * 100).toFixed(2)}% (${correct}/${e.count}), loss ${e.loss.toFixed(4)}\n\n${confusionTable(e)}\n`,
+    );
   }
+  return EXIT_OK;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`evaluate: ${(err as Error).stack ?? err}\n`);
-    process.exit(EXIT_FAILURE);
-  },
-);
+runTool('evaluate', main);

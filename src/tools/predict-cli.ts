@@ -5,11 +5,10 @@
  * used (one line says why), 2 usage.
  */
 import { Command, Option } from 'commander';
-import { EXIT_FAILURE, EXIT_OK, parseInteger, parseOrExit, usageError } from '../common/cli.js';
-import { DataFileError } from '../data/errors.js';
+import { EXIT_OK, parseInteger, parseOrExit, usageError } from '../common/cli.js';
 import { loadMnist, PIXELS } from '../data/mnist.js';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../model/backend.js';
-import { BackendUnavailableError } from '../model/errors.js';
+import { runTool } from './run-tool.js';
 import { classify, loadSavedModel, readDigitPng, ToolInputError, type InvertMode } from './saved-model.js';
 
 const program = new Command('predict')
@@ -29,53 +28,39 @@ if ((flags.image === undefined) === (flags.index === undefined)) usageError('pre
 if (flags.index !== undefined && flags.index < 0) usageError('predict', `--index must be 0 or more; got ${flags.index}`);
 
 async function main(): Promise<number> {
-  try {
-    let pixels: Uint8Array;
-    let source: string;
-    let label: number | undefined;
-    let inverted = false;
-    if (flags.image !== undefined) {
-      ({ pixels, inverted } = readDigitPng(flags.image, flags.invert as InvertMode));
-      source = flags.image;
-    } else {
-      const k = flags.index as number;
-      const data = loadMnist({ dataDir: flags.dataDir, testLimit: k + 1, skipTrain: true });
-      if (k >= data.test.count) throw new ToolInputError(`--index ${k}: the test set of ${data.dataDir} has ${data.test.count} images`);
-      pixels = data.test.images.slice(k * PIXELS, (k + 1) * PIXELS);
-      label = data.test.labels[k];
-      source = `test image ${k} of ${data.dataDir}`;
-    }
-    await selectBackend(flags.backend as BackendChoice);
-    const { model, path } = await loadSavedModel(flags.model);
-    const probs = Array.from(await classify(model, pixels));
-    model.dispose();
-    let predicted = 0;
-    for (let c = 1; c < probs.length; c++) if (probs[c]! > probs[predicted]!) predicted = c;
-    if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ model: path, source, predicted, probabilities: probs, ...(label !== undefined ? { label } : {}), inverted })}\n`);
-      return EXIT_OK;
-    }
-    const lines = [
-      `class ${predicted} (probability ${probs[predicted]!.toFixed(4)})${label !== undefined ? `, true label ${label}${label === predicted ? '' : ' (wrong)'}` : ''}`,
-      `${source}${inverted ? ' (inverted: dark digit on a light background)' : ''}, model ${path}`,
-      'class  probability',
-      ...probs.map((p, c) => `${String(c).padStart(5)}  ${p.toFixed(4).padStart(11)}  ${'#'.repeat(Math.round(p * 40))}`.trimEnd()),
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-    return EXIT_OK;
-  } catch (err) {
-    if (err instanceof ToolInputError || err instanceof DataFileError || err instanceof BackendUnavailableError) {
-      process.stderr.write(`predict: ${err.message}\n`);
-      return EXIT_FAILURE;
-    }
-    throw err;
+  let pixels: Uint8Array;
+  let source: string;
+  let label: number | undefined;
+  let inverted = false;
+  if (flags.image !== undefined) {
+    ({ pixels, inverted } = readDigitPng(flags.image, flags.invert as InvertMode));
+    source = flags.image;
+  } else {
+    const k = flags.index as number;
+    const data = loadMnist({ dataDir: flags.dataDir, testLimit: k + 1, skipTrain: true });
+    if (k >= data.test.count) throw new ToolInputError(`--index ${k}: the test set of ${data.dataDir} has ${data.test.count} images`);
+    pixels = data.test.images.slice(k * PIXELS, (k + 1) * PIXELS);
+    label = data.test.labels[k];
+    source = `test image ${k} of ${data.dataDir}`;
   }
+  await selectBackend(flags.backend as BackendChoice);
+  const { model, path } = await loadSavedModel(flags.model);
+  const probs = Array.from(await classify(model, pixels));
+  model.dispose();
+  let predicted = 0;
+  for (let c = 1; c < probs.length; c++) if (probs[c]! > probs[predicted]!) predicted = c;
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ model: path, source, predicted, probabilities: probs, ...(label !== undefined ? { label } : {}), inverted })}\n`);
+    return EXIT_OK;
+  }
+  const lines = [
+    `class ${predicted} (probability ${probs[predicted]!.toFixed(4)})${label !== undefined ? `, true label ${label}${label === predicted ? '' : ' (wrong)'}` : ''}`,
+    `${source}${inverted ? ' (inverted: dark digit on a light background)' : ''}, model ${path}`,
+    'class  probability',
+    ...probs.map((p, c) => `${String(c).padStart(5)}  ${p.toFixed(4).padStart(11)}  ${'#'.repeat(Math.round(p * 40))}`.trimEnd()),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT_OK;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`predict: ${(err as Error).stack ?? err}\n`);
-    process.exit(EXIT_FAILURE);
-  },
-);
+runTool('predict', main);
