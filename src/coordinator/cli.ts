@@ -20,12 +20,16 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { CheckpointError } from './checkpoint.js';
 import { CheckpointMismatchError, TrainingFailedError } from './errors.js';
 import { LocalLauncher } from './launcher.js';
-import { compileCoordinatorOptions, LAUNCH_MODES, type CoordinatorOptions } from './options.js';
+import { compileCoordinatorOptions, LAUNCH_MODES, PS_MODES, type CoordinatorOptions } from './options.js';
 import { writeReport, type RunReport } from './report.js';
 import { Coordinator } from './trainer.js';
 
 /** Port of /metrics and the dashboard when the gRPC port is fixed (that of OpenTelemetry's Prometheus exporter). */
 const DEFAULT_HTTP_PORT = 9464;
+
+function collectAddresses(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((a) => a.trim()).filter((a) => a !== '')];
+}
 
 function opt(flags: string, description: string, env: string): Option {
   return new Option(flags, description).env(`TENSORFLEET_${env}`);
@@ -60,6 +64,9 @@ const program = new Command('coordinator')
   .addOption(new Option('--resume', 'continue from the newest checkpoint in --checkpoint-dir (a fresh start when there is none) (env: TENSORFLEET_RESUME=true)'))
   .addOption(opt('--drain-timeout <s>', 'on SIGTERM, seconds the step in flight may take before it is aborted', 'DRAIN_TIMEOUT').argParser(parseSeconds).default(10_000, '10'))
   .addOption(opt('--grad-dtype <dtype>', 'encoding of the gradients workers send (averaging stays float32)', 'GRAD_DTYPE').choices(GRAD_DTYPES).default('float32'))
+  .addOption(opt('--ps-shards <k>', 'split the variables over K parameter-server shards', 'PS_SHARDS').argParser(parseInteger).default(1))
+  .addOption(opt('--ps-mode <mode>', 'shards inside the coordinator, or `parameter-server` processes (started here with --launch local)', 'PS_MODE').choices(PS_MODES).default('in-process'))
+  .addOption(opt('--ps-address <host:port>', 'with --ps-mode process and --launch none: an external shard, in shard order (repeat it; env: comma-separated)', 'PS_ADDRESSES').argParser(collectAddresses))
   .addOption(opt('--save-model <dir>', 'write the trained model (TensorFlow.js layers format) here', 'SAVE_MODEL'))
   .addOption(opt('--report <file>', 'write the JSON run report here', 'REPORT'))
   .addOption(opt('--log-level <level>', 'log level (logs go to stderr: JSON, or pretty on a terminal)', 'LOG_LEVEL').choices(LOG_LEVELS).default('info'))
@@ -110,6 +117,9 @@ const options: CoordinatorOptions = {
   logLevel: flags.logLevel,
   chunkBytes: flags.chunkBytes,
   gradDtype: flags.gradDtype,
+  psShards: flags.psShards,
+  psMode: flags.psMode,
+  psAddresses: flags.psAddress,
 };
 
 const log = createLogger(flags.logLevel, { name: 'coordinator' });

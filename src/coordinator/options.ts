@@ -11,6 +11,8 @@ import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.js';
 
 export const LAUNCH_MODES = ['local', 'none'] as const;
 export type LaunchMode = (typeof LAUNCH_MODES)[number];
+export const PS_MODES = ['in-process', 'process'] as const;
+export type PsMode = (typeof PS_MODES)[number];
 
 export interface CoordinatorOptions {
   /** Workers to wait for before training starts. Default 1. */
@@ -72,6 +74,12 @@ export interface CoordinatorOptions {
   chunkBytes?: number;
   /** Encoding of the gradients workers send (averaging stays float32). Default float32. */
   gradDtype?: string;
+  /** Parameter-server shards the variables are split over (at most the model's parameter count). Default 1. */
+  psShards?: number;
+  /** `in-process` shards live in the coordinator; `process` shards are `parameter-server` processes. Default in-process. */
+  psMode?: string;
+  /** With psMode process and launch none: HOST:PORT of each externally run shard, psShards of them, in shard order. */
+  psAddresses?: string[];
 }
 
 export interface CompiledCoordinatorOptions {
@@ -104,6 +112,10 @@ export interface CompiledCoordinatorOptions {
   logLevel: LogLevel;
   chunkBytes: number;
   gradDtype: GradDtype;
+  psShards: number;
+  psMode: PsMode;
+  /** Empty unless the shards are external processes (psMode process, launch none). */
+  psAddresses: string[];
 }
 
 function int(field: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -134,6 +146,9 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
   const token = options.token || undefined;
   if (options.insecure && token) throw new TypeError('insecure and token exclude each other: give one');
   if (!options.insecure && !token) throw new TypeError('token is required (a job token every worker must present), or insecure: true');
+  const psShards = int('psShards', options.psShards, 1, 1, 4096);
+  const psMode = oneOf('psMode', options.psMode, 'in-process', PS_MODES);
+  const psAddresses = compilePsAddresses(options.psAddresses ?? [], psShards, psMode, launch);
   return {
     workers,
     minWorkers: int('minWorkers', options.minWorkers, 1, 1, maxWorkers),
@@ -164,5 +179,22 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
     logLevel: oneOf('logLevel', options.logLevel, 'info', LOG_LEVELS),
     chunkBytes: int('chunkBytes', options.chunkBytes, DEFAULT_CHUNK_BYTES, 4, 3 << 20),
     gradDtype: oneOf('gradDtype', options.gradDtype, 'float32', GRAD_DTYPES),
+    psShards,
+    psMode,
+    psAddresses,
   };
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/** External shards are named with --launch none and process mode only, one address per shard. */
+function compilePsAddresses(addresses: string[], psShards: number, psMode: PsMode, launch: LaunchMode): string[] {
+  if (addresses.length === 0) {
+    if (psMode === 'process' && launch === 'none') throw new TypeError(`psAddresses must name the ${psShards} parameter-server shard(s) (HOST:PORT each) with psMode process and launch none`);
+    return [];
+  }
+  if (psMode !== 'process' || launch !== 'none') throw new TypeError('psAddresses is only for psMode process with launch none (local shards are started by the coordinator)');
+  for (const a of addresses) if (!HOST_PORT.test(a)) throw new TypeError(`psAddresses must be HOST:PORT each; got '${a}'`);
+  if (addresses.length !== psShards) throw new TypeError(`psAddresses names ${addresses.length} shard(s); psShards is ${psShards}`);
+  return [...addresses];
 }

@@ -38,6 +38,9 @@ export interface RunReport {
   globalBatchSize: number;
   lr: number;
   seed: number;
+  /** Parameter-server shards and where they ran. */
+  psShards: number;
+  psMode: string;
   trainSamples: number;
   testSamples: number;
   samplesPerEpoch: number[];
@@ -118,6 +121,8 @@ export function buildReport(r: ReportInputs): RunReport {
     globalBatchSize: o.workers * o.batchSize,
     lr: o.lr,
     seed: o.seed,
+    psShards: o.psShards,
+    psMode: o.psMode,
     trainSamples: r.trainSamples,
     testSamples: r.testSamples,
     samplesPerEpoch: r.history.map((h) => h.samples),

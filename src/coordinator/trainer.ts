@@ -108,7 +108,7 @@ export class Coordinator {
     this.data = loadMnist({ dataDir: o.dataDir, trainLimit: o.trainLimit, testLimit: o.testLimit });
     this.evalModel = createModel(o.model);
     this.layout = layoutOf(this.evalModel);
-    this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr });
+    this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr }, o.psShards);
     this.plan = new DataPlan(o.seed, this.data.train.count, o.batchSize);
     const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, gradDtype: o.gradDtype, parameters: this.layout.totalSize, train: this.data.train };
     this.hash = configHash(hashed);
