@@ -29,6 +29,8 @@ export interface ServerSettings {
   token: string | undefined;
   tls: TlsFiles;
   gradDtype: GradDtype;
+  /** Parameter-server shard processes workers exchange weights and gradients with (none: this process). */
+  shards?: { address: string; offset: number; length: number }[];
 }
 
 export class CoordinatorServer {
@@ -233,6 +235,7 @@ export class CoordinatorServer {
         config: this.settings.jobConfig,
         chunkBytes: this.settings.chunkBytes,
         heartbeatIntervalMs: this.heartbeatIntervalMs,
+        shards: this.settings.shards ?? [],
       },
     });
     this.log.info({ workerId: id, pid: hello.pid, host: hello.hostname, backend: hello.backend }, 'worker joined');

@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { NonFiniteGradientError } from '../ps/aggregator.js';
 import type { ParameterServer } from '../ps/parameter-server.js';
+import type { ShardGroup } from '../ps/shard-group.js';
 import { StepBarrier } from '../ps/step-barrier.js';
 import type { Logger } from '../telemetry/logger.js';
 import { attributeSlowest } from '../telemetry/straggler.js';
@@ -19,7 +20,10 @@ import type { Membership } from './membership.js';
 export interface SyncStepContext {
   membership: Membership;
   plan: DataPlan;
-  ps: ParameterServer;
+  /** The in-process parameter server, or (undefined) `shards`. */
+  ps: ParameterServer | undefined;
+  /** Shard processes holding the variables instead of `ps` (two-phase commit over all of them). */
+  shards?: ShardGroup;
   chunkBytes: number;
   log: Logger;
   /** Called once per rejected (non-finite) contribution. */
@@ -29,34 +33,59 @@ export interface SyncStepContext {
 
 /** Runs step `step` as dispatch `round`; resolves once it is committed (the plan's cursor has moved). */
 export async function runSyncStep(ctx: SyncStepContext, step: number, round: number, signal: AbortSignal): Promise<{ samples: number; loss: number }> {
-  const { membership, ps } = ctx;
+  const { membership, ps, shards } = ctx;
   signal.throwIfAborted();
   const members = membership.ranked();
   const plan = ctx.plan.plan(members.length);
   const ranks = members.map((_, r) => r).filter((r) => plan.slices[r]!.length > 0);
   const barrier = new StepBarrier(ranks);
+  // Rejects when the step is aborted, also after the barrier (while shards prepare).
+  let cancel!: (err: Error) => void;
+  const cancelled = new Promise<never>((_, reject) => (cancel = reject));
+  cancelled.catch(() => undefined);
+  const stop = (err: Error) => {
+    barrier.abort(err);
+    cancel(err);
+  };
   const onLeft = (session: unknown, reason: string) => {
     const s = members.find((m) => m === session);
-    if (s) barrier.abort(new MembershipChangedError(step, `worker ${s.id} left (${reason})`));
+    if (s) stop(new MembershipChangedError(step, `worker ${s.id} left (${reason})`));
   };
-  const onAbort = () => barrier.abort(signal.reason instanceof Error ? signal.reason : new TrainingFailedError('training was stopped'));
+  const onAbort = () => stop(signal.reason instanceof Error ? signal.reason : new TrainingFailedError('training was stopped'));
   membership.on('left', onLeft);
   signal.addEventListener('abort', onAbort, { once: true });
   const dispatchedAt = performance.now();
+  const version = shards ? shards.version : ps!.version;
+  /** Set once Commit went out to the shards: from then on the round is not aborted. */
+  let committing = false;
   try {
+    // Shards first learn whose slices to expect: a slice may reach a shard before its Prepare.
+    const prepared = shards?.prepare(step, round, ranks.map((r) => ({ workerId: members[r]!.id, rank: r, sampleCount: plan.slices[r]!.length })));
+    prepared?.catch(() => undefined);
     for (const r of ranks) {
       const session = members[r]!;
       const slice = plan.slices[r]!;
-      if (session.versionHeld !== ps.version) session.sendWeights(ps.version, ps.weights, ctx.chunkBytes);
+      if (ps && session.versionHeld !== ps.version) session.sendWeights(ps.version, ps.weights, ctx.chunkBytes);
       session.assign(
         { round, step, rank: r, sampleCount: slice.length, deliver: (c) => barrier.deliver(c) },
-        { step, round, version: ps.version, epoch: plan.epoch, indices: Array.from(slice) },
+        { step, round, version, epoch: plan.epoch, indices: Array.from(slice) },
       );
     }
     const contributions = await barrier.done;
     const optimizerStart = performance.now();
     try {
-      ps.commit(contributions);
+      if (shards) {
+        const answer = await Promise.race([prepared!, cancelled]);
+        if (!answer.ok) {
+          const ids = new Set(answer.nonFiniteWorkerIds);
+          throw new NonFiniteGradientError(ranks.flatMap((r, i) => (ids.has(members[r]!.id) ? [i] : [])));
+        }
+        committing = true;
+        // Decided: every shard holds every finite contribution. A member leaving now changes nothing.
+        await shards.commit(round);
+      } else {
+        ps!.commit(contributions);
+      }
     } catch (err) {
       if (!(err instanceof NonFiniteGradientError)) throw err;
       // Reject the contributions (the parameter server is unchanged), drop their senders, redo the step.
@@ -84,6 +113,9 @@ export async function runSyncStep(ctx: SyncStepContext, step: number, round: num
     let loss = 0;
     for (const c of contributions) loss += c.loss * c.sampleCount;
     return { samples: plan.sampleCount, loss: loss / plan.sampleCount };
+  } catch (err) {
+    if (shards && !committing) shards.abort(round);
+    throw err;
   } finally {
     membership.off('left', onLeft);
     signal.removeEventListener('abort', onAbort);

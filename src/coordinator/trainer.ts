@@ -15,6 +15,8 @@ import { initialWeights } from '../model/init.js';
 import { assignWeights, layoutOf, type VariableLayout } from '../model/variables.js';
 import { createModel } from '../model/zoo.js';
 import { ParameterServer } from '../ps/parameter-server.js';
+import type { ShardState } from '../ps/shard.js';
+import { ShardGroup } from '../ps/shard-group.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import type { CoordinatorCounters } from '../telemetry/types.js';
 import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
@@ -35,7 +37,14 @@ export class Coordinator {
   readonly membership = new Membership();
   private readonly log: Logger;
   private server!: CoordinatorServer;
-  private ps!: ParameterServer;
+  /** The in-process parameter server (psMode in-process). */
+  private ps: ParameterServer | undefined;
+  /** With psMode process: the shard processes that hold the variables instead of `ps`. */
+  private shards: ShardGroup | undefined;
+  /** Ends the run when a shard process is lost. */
+  private readonly shardLost = new AbortController();
+  /** The weights of the last snapshot taken from the shards (evaluation, checkpoints). */
+  private snapshotWeights: Float32Array | undefined;
   private plan!: DataPlan;
   private data!: MnistData;
   private evalModel!: tf.Sequential;
@@ -95,28 +104,35 @@ export class Coordinator {
     };
   }
 
-  /** The parameter server's current weights (flat layout). */
+  /** The parameter server's current weights (flat layout); with shard processes, as of the last snapshot (each epoch end). */
   get weights(): Float32Array {
-    return this.ps.weights;
+    return this.ps?.weights ?? this.snapshotWeights ?? new Float32Array(0);
   }
 
-  /** Loads data, model and (with resume) the newest checkpoint, then serves. Returns the port. */
-  async start(): Promise<number> {
+  /**
+   * Loads data, model and (with resume) the newest checkpoint, connects and initializes the
+   * shard processes (psMode process: `psAddresses`, else options.psAddresses), then serves.
+   * Returns the port.
+   */
+  async start(psAddresses: string[] = this.options.psAddresses): Promise<number> {
     const o = this.options;
     this.backend = await selectBackend(o.backend);
     this.log.info({ backend: this.backend.name, device: this.backend.device }, 'backend selected');
     this.data = loadMnist({ dataDir: o.dataDir, trainLimit: o.trainLimit, testLimit: o.testLimit });
     this.evalModel = createModel(o.model);
     this.layout = layoutOf(this.evalModel);
-    this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr }, o.psShards);
+    const jobId = randomBytes(8).toString('hex');
+    if (o.psMode === 'in-process') this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr }, o.psShards);
     this.plan = new DataPlan(o.seed, this.data.train.count, o.batchSize);
     const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, gradDtype: o.gradDtype, parameters: this.layout.totalSize, train: this.data.train };
     this.hash = configHash(hashed);
-    if (o.resume) this.restore(describeConfig(hashed));
+    const resumed = o.resume ? this.restore(describeConfig(hashed)) : undefined;
+    if (o.psMode === 'process') await this.connectShards(jobId, psAddresses, resumed);
+    else if (resumed) this.ps!.restore(resumed);
     if (!o.token) this.log.warn('running without a job token (--insecure): anyone who can reach the port can join and send gradients');
     this.server = new CoordinatorServer(
       {
-        jobId: randomBytes(8).toString('hex'),
+        jobId,
         jobConfig: {
           model: o.model,
           dataDir: o.dataDir ? this.data.dataDir : '',
@@ -124,7 +140,9 @@ export class Coordinator {
           variables: this.layout.specs.map((s) => ({ name: s.name, shape: s.shape })),
           gradDtype: o.gradDtype,
         },
-        modelSize: this.layout.totalSize,
+        // With shard processes, gradient tensors bypass the coordinator: its streams carry statistics.
+        modelSize: this.shards ? 0 : this.layout.totalSize,
+        shards: this.shards?.endpoints(),
         chunkBytes: o.chunkBytes,
         maxWorkers: o.maxWorkers,
         heartbeatTimeoutMs: o.heartbeatTimeoutMs,
@@ -140,17 +158,39 @@ export class Coordinator {
     return port;
   }
 
-  private restore(expectedConfig: string): void {
+  private async connectShards(jobId: string, addresses: string[], resumed: ShardState | undefined): Promise<void> {
+    const o = this.options;
+    if (addresses.length !== o.psShards) throw new TypeError(`psAddresses names ${addresses.length} shard(s); psShards is ${o.psShards}`);
+    const size = this.layout.totalSize;
+    this.shards = new ShardGroup({ addresses, size, token: o.token, tls: o.tls.cert ? { ca: o.tls.ca ?? o.tls.cert, cert: o.tls.ca ? o.tls.cert : undefined, key: o.tls.ca ? o.tls.key : undefined } : {}, jobId, gradDtype: o.gradDtype, chunkBytes: o.chunkBytes, adam: { lr: o.lr } });
+    void this.shards.lost.then((err) => {
+      this.log.error({ err: err.message }, 'parameter-server shard lost');
+      this.shardLost.abort(err);
+    });
+    const state = resumed ?? { weights: initialWeights(this.layout, o.seed), m: new Float32Array(size), v: new Float32Array(size), iterations: 0, version: 0 };
+    await Promise.race([this.shards.init(state), this.shards.lost.then((err) => Promise.reject(err))]);
+    this.log.info({ shards: addresses, version: state.version }, 'parameter-server shards initialized');
+  }
+
+  /** The full parameter-server state: views of the in-process one, or a snapshot of the shard processes. */
+  private async state(): Promise<ShardState> {
+    if (this.ps) return { weights: this.ps.weights, ...this.ps.optimizer, version: this.ps.version };
+    if (!this.shards) throw new RangeError('no parameter server yet');
+    const state = await this.shards.snapshot();
+    this.snapshotWeights = state.weights;
+    return state;
+  }
+
+  private restore(expectedConfig: string): ShardState | undefined {
     const checkpoint = readLatestCheckpoint(this.options.checkpointDir!);
     if (!checkpoint) {
       this.log.info({ dir: this.options.checkpointDir }, 'no checkpoint to resume from; starting fresh');
-      return;
+      return undefined;
     }
     const h = checkpoint.header;
     if (h.configHash !== this.hash) {
       throw new CheckpointMismatchError(`checkpoint ${checkpoint.path} is from another job configuration (${h.config}); this run has ${expectedConfig}`);
     }
-    this.ps.restore({ weights: checkpoint.weights, m: checkpoint.m, v: checkpoint.v, iterations: h.adamIterations, version: h.version });
     this.plan.restore(h.epoch, h.cursor);
     this.step = h.step;
     this.trainedSamples = h.trainedSamples;
@@ -162,6 +202,7 @@ export class Coordinator {
     this.resumedFromStep = h.step;
     this.lastCheckpoint = checkpoint.path;
     this.log.info({ path: checkpoint.path, step: h.step, epoch: h.epoch, cursor: h.cursor }, 'resumed from checkpoint');
+    return { weights: checkpoint.weights, m: checkpoint.m, v: checkpoint.v, iterations: h.adamIterations, version: h.version };
   }
 
   /** Stops at the next step boundary (the step in flight gets drainTimeoutMs), checkpoints, and tells workers. */
@@ -178,8 +219,9 @@ export class Coordinator {
   async run(signal?: AbortSignal): Promise<RunReport> {
     const o = this.options;
     const wallStart = performance.now();
-    const waits = signal ? AbortSignal.any([signal, this.drainStarted.signal]) : this.drainStarted.signal;
-    const stepSignal = signal ? AbortSignal.any([signal, this.drainDeadline.signal]) : this.drainDeadline.signal;
+    const outer = signal ? [signal, this.shardLost.signal] : [this.shardLost.signal];
+    const waits = AbortSignal.any([...outer, this.drainStarted.signal]);
+    const stepSignal = AbortSignal.any([...outer, this.drainDeadline.signal]);
     this.log.info({ workers: o.workers }, 'waiting for workers');
     try {
       await this.membership.waitForAtLeast(o.workers, waits);
@@ -203,7 +245,7 @@ export class Coordinator {
             this.epoch.lossSum += result.loss * result.samples;
             this.trainedSamples += result.samples;
             this.emitStep(result, this.epoch.steps, world);
-            if (this.step % o.checkpointEvery === 0) this.checkpoint();
+            if (this.step % o.checkpointEvery === 0) await this.checkpoint();
           } catch (err) {
             if (err instanceof DrainingError) return await this.stopDrained(wallStart);
             if (!(err instanceof MembershipChangedError)) throw err;
@@ -223,7 +265,7 @@ export class Coordinator {
     }
     let savedModel: string | undefined;
     if (o.saveModel) {
-      assignWeights(this.evalModel, this.layout, this.ps.weights);
+      assignWeights(this.evalModel, this.layout, (await this.state()).weights);
       registerFileSystemRouter();
       await this.evalModel.save(`file://${o.saveModel}`);
       savedModel = o.saveModel;
@@ -244,6 +286,7 @@ export class Coordinator {
     const steps: Array<() => unknown> = [
       () => this.stopWorkers('coordinator shutting down', false),
       () => this.server?.close(),
+      () => this.shards?.close(),
       () => this.evalModel?.dispose(),
     ];
     for (const stepFn of steps) {
@@ -256,7 +299,8 @@ export class Coordinator {
   }
 
   private async endEpoch(): Promise<void> {
-    assignWeights(this.evalModel, this.layout, this.ps.weights);
+    const state = await this.state();
+    assignWeights(this.evalModel, this.layout, state.weights);
     const evaluation = await evaluateModel(this.evalModel, this.data.test);
     const { steps, samples, lossSum } = this.epoch;
     const summary: EpochSummary = {
@@ -271,12 +315,12 @@ export class Coordinator {
     this.history.push(summary);
     this.log.info({ ...summary }, 'epoch done');
     this.hooks.onEpoch?.(summary);
-    this.checkpoint();
+    await this.checkpoint(state);
   }
 
   private async stopDrained(wallStart: number): Promise<RunReport> {
     this.closeSegment();
-    this.checkpoint();
+    await this.checkpoint();
     this.stopWorkers('the coordinator is draining; reconnect when it is back', false);
     return this.finish('stopped', wallStart);
   }
@@ -294,17 +338,19 @@ export class Coordinator {
     this.segmentStart = undefined;
   }
 
-  private checkpoint(): void {
+  /** `state`: one already taken at this step (the epoch end's), to save a second snapshot. */
+  private async checkpoint(state?: ShardState): Promise<void> {
     const dir = this.options.checkpointDir;
     if (!dir) return;
+    const { weights, m, v, iterations, version } = state ?? (await this.state());
     const header: CheckpointHeader = {
       configHash: this.hash,
       config: describeConfig({ ...this.options, parameters: this.layout.totalSize, train: this.data.train }),
       step: this.step,
       epoch: this.plan.epoch,
       cursor: this.plan.cursor,
-      version: this.ps.version,
-      adamIterations: this.ps.optimizer.iterations,
+      version,
+      adamIterations: iterations,
       seed: this.options.seed,
       trainedSamples: this.trainedSamples,
       trainMs: this.trainMs(),
@@ -315,7 +361,7 @@ export class Coordinator {
       size: this.layout.totalSize,
       savedAt: new Date().toISOString(),
     };
-    this.lastCheckpoint = saveCheckpoint(dir, header, this.ps.weights, this.ps.optimizer.m, this.ps.optimizer.v);
+    this.lastCheckpoint = saveCheckpoint(dir, header, weights, m, v);
     this.log.debug({ path: this.lastCheckpoint, step: this.step }, 'checkpoint written');
   }
 
@@ -351,6 +397,7 @@ export class Coordinator {
         membership: this.membership,
         plan: this.plan,
         ps: this.ps,
+        shards: this.shards,
         chunkBytes: this.options.chunkBytes,
         log: this.log,
         onRejected: () => this.rejectedContributions++,

@@ -119,6 +119,9 @@ export class WorkerSession {
     this.deliveredAtMs = performance.now();
     this.computeMsAverage = this.steps === 1 ? msg.computeMs : 0.8 * this.computeMsAverage + 0.2 * msg.computeMs;
     this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
+    // With shard processes the tensors bypass this stream; the worker reports their bytes.
+    this.bytesReceived += Number(msg.shardBytesSent) || 0;
+    this.bytesSent += Number(msg.shardBytesReceived) || 0;
     let values = this.gradient.values;
     if (this.decoded) {
       decodeGradient(this.gradient.uint16, this.gradDtype, this.decoded);

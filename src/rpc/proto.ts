@@ -2,19 +2,20 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { ProtoGrpcType } from './generated/training.js';
+// shard.proto imports training.proto, so its generated root type covers both files.
+import type { ProtoGrpcType } from './generated/shard.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Size of one tensor chunk on the wire: about 1 MiB, well under gRPC's 4 MiB receive limit. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
-const PROTO_FILE = fileURLToPath(new URL('../../proto/tensorfleet/v1/training.proto', import.meta.url));
+const PROTO_FILES = ['training.proto', 'shard.proto'].map((f) => fileURLToPath(new URL(`../../proto/tensorfleet/v1/${f}`, import.meta.url)));
 
 let cached: ProtoGrpcType | undefined;
 
 export function loadProto(): ProtoGrpcType {
   if (!cached) {
-    const definition = protoLoader.loadSync(PROTO_FILE, {
+    const definition = protoLoader.loadSync(PROTO_FILES, {
       keepCase: false,
       longs: Number,
       enums: String,
@@ -34,3 +35,8 @@ export type {
 } from './generated/tensorfleet/v1/CoordinatorMessage.js';
 export type { JobConfig__Output } from './generated/tensorfleet/v1/JobConfig.js';
 export type { Chunk__Output } from './generated/tensorfleet/v1/Chunk.js';
+export type { ShardCommand, ShardCommand__Output } from './generated/tensorfleet/v1/ShardCommand.js';
+export type { ShardReport, ShardReport__Output } from './generated/tensorfleet/v1/ShardReport.js';
+export type { ShardUpload, ShardUpload__Output } from './generated/tensorfleet/v1/ShardUpload.js';
+export type { ShardDownload, ShardDownload__Output } from './generated/tensorfleet/v1/ShardDownload.js';
+export type { ShardEndpoint__Output } from './generated/tensorfleet/v1/ShardEndpoint.js';

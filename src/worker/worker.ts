@@ -20,6 +20,7 @@ import { channelCredentials } from '../rpc/tls.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { CoordinatorLostError, RejectedError, UnexpectedMessageError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
+import { ShardLinks } from './shard-links.js';
 
 export interface WorkerResult {
   /** True when the coordinator finished training; false when this worker left (signal). */
@@ -28,6 +29,7 @@ export interface WorkerResult {
   steps: number;
 }
 
+type CoordinatorOutputWelcome = CoordinatorMessage__Output['welcome'];
 type Duplex = grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>;
 type Outcome = { kind: 'stopped'; completed: boolean; reason: string; welcomed: boolean } | { kind: 'lost'; code: grpc.status; details: string; welcomed: boolean };
 
@@ -42,6 +44,10 @@ interface Job {
   encoded: Uint16Array | undefined;
   chunkBytes: number;
   version: number;
+  /** Streams to the parameter-server shards (undefined: the coordinator sends the weights). */
+  shards: ShardLinks | undefined;
+  /** With shards: the flat weights buffer the shards write their slices into. */
+  shardWeights: Float32Array | undefined;
 }
 
 export class TrainingWorker {
@@ -104,7 +110,7 @@ export class TrainingWorker {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const cleanup of [() => this.call?.cancel(), () => this.job?.computer.dispose()]) {
+    for (const cleanup of [() => this.call?.cancel(), () => this.job?.shards?.close(), () => this.job?.computer.dispose()]) {
       try {
         cleanup();
       } catch (err) {
@@ -216,9 +222,11 @@ export class TrainingWorker {
       // Reconnected to the same job: keep data and model, wait for fresh weights.
       this.job.version = -1;
       this.job.chunkBytes = welcome.chunkBytes;
+      this.connectShards(this.job, welcome.shards);
       this.log.info({ jobId: welcome.jobId }, 'rejoined the job');
       return;
     }
+    this.job?.shards?.close();
     this.job?.computer.dispose();
     const data = loadMnist({ dataDir: config.dataDir || undefined, trainLimit: config.trainLimit, skipTest: true });
     const computer = new GradientComputer(config.model);
@@ -236,12 +244,16 @@ export class TrainingWorker {
       encoded: gradDtype === 'float32' ? undefined : new Uint16Array(size),
       chunkBytes: welcome.chunkBytes,
       version: -1,
+      shards: undefined,
+      shardWeights: undefined,
     };
+    this.connectShards(this.job, welcome.shards);
     this.log.info({ jobId: welcome.jobId, model: config.model, trainSamples: data.train.count }, 'joined the job');
   }
 
   private async computeStep(step: NonNullable<CoordinatorMessage__Output['step']>): Promise<void> {
     const job = this.requireJob();
+    if (job.shards) await this.takeShardWeights(job, Number(step.version));
     if (Number(step.version) !== job.version) {
       throw new UnexpectedMessageError(`step ${step.step} needs weights version ${step.version}; this worker holds ${job.version}`);
     }
@@ -259,10 +271,36 @@ export class TrainingWorker {
       encodeGradient(job.gradient, job.gradDtype, job.encoded);
       payload = job.encoded;
     }
-    for (const chunk of splitIntoChunks(payload, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
+    if (job.shards) {
+      // Each shard gets its slice; the coordinator gets the statistics and an empty chunk.
+      const shardBytesSent = job.shards.send(Number(step.step), Number(step.round), payload as Float32Array | Uint16Array, job.chunkBytes);
+      const [chunk] = splitIntoChunks(new Uint8Array(0), job.chunkBytes);
+      this.call!.write({ gradient: { ...stats, chunk, shardBytesSent, shardBytesReceived: job.shards.takeBytesReceived() } });
+    } else {
+      for (const chunk of splitIntoChunks(payload, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
+    }
     this.lastEncodeMs = performance.now() - encodeStart;
     this.steps++;
     this.log.debug({ step: Number(step.step), loss, computeMs }, 'step computed');
+  }
+
+  /** With shards in the Welcome, opens a stream to each (closing those of a previous Welcome). */
+  private connectShards(job: Job, endpoints: NonNullable<CoordinatorOutputWelcome>['shards']): void {
+    job.shards?.close();
+    job.shards = undefined;
+    if (endpoints.length === 0) return;
+    job.shardWeights ??= new Float32Array(job.computer.layout.totalSize);
+    const list = endpoints.map((e) => ({ address: e.address, offset: Number(e.offset), length: Number(e.length) }));
+    job.shards = new ShardLinks(list, job.shardWeights, this.options.id, this.options.token, this.options.tls, this.log);
+    this.log.info({ shards: list.map((e) => e.address) }, 'exchanging weights and gradients with parameter-server shards');
+  }
+
+  /** Waits until every shard has sent its slice of `version`, then loads the weights (never a synchronous read). */
+  private async takeShardWeights(job: Job, version: number): Promise<void> {
+    if (job.version === version) return;
+    await job.shards!.waitForVersion(version);
+    job.computer.setWeights(job.shardWeights!);
+    job.version = version;
   }
 
   private requireJob(): Job {

@@ -1,0 +1,262 @@
+/**
+ * A parameter-server shard as a gRPC service (`tensorfleet.v1.ParameterShard`, run by the
+ * `parameter-server` program): the coordinator drives one VariableShard over the Control
+ * stream (Init, Prepare, Commit, Abort, Snapshot); workers send their gradient slices and get
+ * the shard's weights over Exchange streams. Same rules as the coordinator: the job token on
+ * every call, TLS when configured, INVALID_ARGUMENT for bytes that do not parse, and
+ * grpc.health.v1 on the same port.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { TokenVerifier } from '../rpc/auth.js';
+import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
+import { loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
+import { isGradDtype } from '../rpc/tensor-codec.js';
+import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
+import { malformed, tolerantService } from '../rpc/tolerant.js';
+import { silentLogger, type Logger } from '../telemetry/logger.js';
+import { ShardStateError } from './errors.js';
+import { VariableShard } from './shard.js';
+import { SliceCollector } from './slice-collector.js';
+
+type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
+type ExchangeCall = grpc.ServerDuplexStream<ShardUpload__Output, ShardDownload>;
+type Init = NonNullable<ShardCommand__Output['init']>;
+
+export const SHARD_SERVICE = 'tensorfleet.v1.ParameterShard';
+const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const TENSORS = ['WEIGHTS', 'ADAM_M', 'ADAM_V'] as const;
+
+export interface ShardServerOptions {
+  token: string | undefined;
+  tls?: TlsFiles;
+}
+
+function fail(call: ControlCall | ExchangeCall, code: grpc.status, details: string): void {
+  call.emit('error', Object.assign(new Error(details), { code, details }));
+}
+
+export class ShardServer {
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.max_send_message_length': 4 * 1024 * 1024 });
+  private readonly verifier: TokenVerifier;
+  private readonly health = new HealthImplementation({ '': 'SERVING', [SHARD_SERVICE]: 'SERVING', liveness: 'SERVING' });
+  private control: ControlCall | undefined;
+  private readonly workers = new Map<string, ExchangeCall>();
+  private shard: VariableShard | undefined;
+  private collector: SliceCollector | undefined;
+  private chunkBytes = 1 << 20;
+  /** An Init whose state chunks are still arriving. */
+  private loading: { init: Init; parts: ChunkAssembler[] } | undefined;
+  port = 0;
+  private closed = false;
+
+  constructor(private readonly options: ShardServerOptions, private readonly log: Logger = silentLogger) {
+    this.verifier = new TokenVerifier(options.token);
+    const service = loadProto().tensorfleet.v1.ParameterShard.service;
+    this.server.addService(tolerantService(service), {
+      Control: (call: ControlCall) => this.onControl(call),
+      Exchange: (call: ExchangeCall) => this.onExchange(call),
+    });
+    this.health.addToServer(this.server);
+  }
+
+  get version(): number {
+    return this.shard?.version ?? -1;
+  }
+
+  async start(host: string, port: number): Promise<number> {
+    this.port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, serverCredentials(this.options.tls ?? {}), (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+    return this.port;
+  }
+
+  /** Ends every stream and stops serving (idempotent). */
+  async close(graceMs = 2000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.health.setStatus('', 'NOT_SERVING');
+    for (const call of [this.control, ...this.workers.values()]) call?.end();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private authorized(call: ControlCall | ExchangeCall): boolean {
+    const denied = this.verifier.check(call.metadata);
+    if (!denied) return true;
+    this.log.warn({ peer: call.getPeer(), reason: denied }, 'unauthenticated call refused');
+    fail(call, grpc.status.UNAUTHENTICATED, denied);
+    return false;
+  }
+
+  private onControl(call: ControlCall): void {
+    if (!this.authorized(call)) return;
+    if (this.control) {
+      this.log.warn('a new coordinator connection replaces the previous one');
+      fail(this.control, grpc.status.ABORTED, 'replaced by a newer coordinator connection');
+    }
+    this.control = call;
+    let dead = false;
+    call.on('data', (msg: ShardCommand__Output) => {
+      if (dead) return;
+      try {
+        const bad = malformed(msg);
+        if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
+        this.command(call, msg);
+      } catch (err) {
+        dead = true;
+        const code = err instanceof ShardStateError || err instanceof RangeError || (err as Error).name === 'ChunkError' ? grpc.status.INVALID_ARGUMENT : grpc.status.INTERNAL;
+        this.log.warn({ err: (err as Error).message }, 'rejecting coordinator command');
+        fail(call, code, (err as Error).message);
+      }
+    });
+    const gone = () => {
+      if (this.control === call) this.control = undefined;
+    };
+    call.on('end', () => {
+      gone();
+      if (!dead) call.end();
+    });
+    call.on('error', gone);
+    call.on('close', gone);
+  }
+
+  private command(call: ControlCall, msg: ShardCommand__Output): void {
+    switch (msg.kind) {
+      case 'init':
+        return this.beginInit(msg.init!);
+      case 'state':
+        return this.loadState(call, msg.state!);
+      case 'prepare': {
+        const { collector } = this.ready();
+        const p = msg.prepare!;
+        collector.expect(Number(p.step), Number(p.round), p.expected.map((e) => ({ workerId: e.workerId, rank: e.rank, sampleCount: e.sampleCount })));
+        return this.tryPrepare();
+      }
+      case 'commit': {
+        const { shard, collector } = this.ready();
+        const round = Number(msg.commit!.round);
+        const version = shard.commit(round);
+        collector.close(round);
+        call.write({ committed: { round, version } });
+        for (const worker of this.workers.values()) this.sendWeights(worker);
+        return;
+      }
+      case 'abort': {
+        const { shard, collector } = this.ready();
+        const round = Number(msg.abort!.round);
+        shard.abort(round);
+        collector.close(round);
+        return;
+      }
+      case 'snapshot': {
+        const { shard } = this.ready();
+        const arrays = [shard.weights, shard.optimizer.m, shard.optimizer.v];
+        TENSORS.forEach((tensor, i) => {
+          for (const chunk of splitIntoChunks(arrays[i]!, this.chunkBytes)) call.write({ state: { tensor, version: shard.version, iterations: shard.optimizer.iterations, chunk } });
+        });
+        return;
+      }
+      default:
+        throw new ShardStateError(`unexpected command '${msg.kind ?? 'empty'}'`);
+    }
+  }
+
+  private ready(): { shard: VariableShard; collector: SliceCollector } {
+    if (!this.shard || !this.collector || this.loading) throw new ShardStateError('the shard is not initialized (Init first)');
+    return { shard: this.shard, collector: this.collector };
+  }
+
+  private beginInit(init: Init): void {
+    const length = Number(init.length);
+    if (!Number.isSafeInteger(length) || length < 1 || length > 1 << 28) throw new ShardStateError(`shard length ${init.length} out of range`);
+    if (!isGradDtype(init.gradDtype)) throw new ShardStateError(`gradient encoding '${init.gradDtype}' is not supported`);
+    if (!(init.lr > 0) || !(init.chunkBytes >= 4)) throw new ShardStateError('init needs lr > 0 and chunk_bytes >= 4');
+    this.loading = { init, parts: TENSORS.map(() => new ChunkAssembler(length * 4)) };
+  }
+
+  private loadState(call: ControlCall, msg: NonNullable<ShardCommand__Output['state']>): void {
+    const loading = this.loading;
+    if (!loading) throw new ShardStateError('state chunks without an Init');
+    const index = TENSORS.indexOf(msg.tensor as (typeof TENSORS)[number]);
+    if (index < 0) throw new ShardStateError(`unknown tensor '${msg.tensor}'`);
+    loading.parts[index]!.add(msg.chunk);
+    if (!loading.parts.every((p) => p.complete)) return;
+    const { init, parts } = loading;
+    const range = { index: init.shardIndex, offset: Number(init.offset), length: Number(init.length) };
+    const [weights, m, v] = parts.map((p) => Float32Array.from(p.values));
+    const shard = new VariableShard(range, weights!, { lr: init.lr, beta1: init.beta1, beta2: init.beta2, epsilon: init.epsilon });
+    shard.restore({ weights: weights!, m: m!, v: v!, iterations: Number(init.iterations), version: Number(init.version) });
+    this.shard = shard;
+    this.collector = new SliceCollector(range.length, init.gradDtype as 'float32');
+    this.chunkBytes = init.chunkBytes;
+    this.loading = undefined;
+    this.log.info({ jobId: init.jobId, shard: range.index, offset: range.offset, length: range.length, version: shard.version }, 'shard initialized');
+    call.write({ ready: { version: shard.version } });
+    for (const worker of this.workers.values()) this.sendWeights(worker);
+  }
+
+  /** Answers Prepared once every expected slice of the current round is here. */
+  private tryPrepare(): void {
+    const done = this.collector?.complete();
+    if (!done || !this.shard) return;
+    const result = this.shard.prepare(done.round, done.contributions);
+    this.control?.write({ prepared: { round: done.round, ok: result.ok, nonFiniteWorkerIds: result.nonFinite.map((i) => done.workerIds[i]!) } });
+  }
+
+  private sendWeights(call: ExchangeCall): void {
+    const shard = this.shard;
+    if (!shard || this.loading) return;
+    for (const chunk of splitIntoChunks(shard.weights, this.chunkBytes)) call.write({ weights: { version: shard.version, chunk } });
+  }
+
+  private onExchange(call: ExchangeCall): void {
+    if (!this.authorized(call)) return;
+    let workerId: string | undefined;
+    let dead = false;
+    call.on('data', (msg: ShardUpload__Output) => {
+      if (dead) return;
+      try {
+        const bad = malformed(msg);
+        if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
+        if (workerId === undefined) {
+          if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
+          workerId = msg.hello!.workerId;
+          const previous = this.workers.get(workerId);
+          if (previous) fail(previous, grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
+          this.workers.set(workerId, call);
+          this.sendWeights(call);
+          return;
+        }
+        if (msg.kind !== 'gradient') throw new ShardStateError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);
+        if (!this.collector) throw new ShardStateError('gradient before the shard was initialized');
+        const g = msg.gradient!;
+        this.collector.add(workerId, Number(g.step), Number(g.round), g.chunk);
+        this.tryPrepare();
+      } catch (err) {
+        dead = true;
+        this.log.warn({ workerId, err: (err as Error).message }, 'rejecting worker stream');
+        if (workerId !== undefined) this.collector?.forget(workerId);
+        fail(call, grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      }
+    });
+    const gone = () => {
+      if (workerId !== undefined && this.workers.get(workerId) === call) this.workers.delete(workerId);
+    };
+    call.on('end', () => {
+      gone();
+      if (!dead) call.end();
+    });
+    call.on('error', gone);
+    call.on('close', gone);
+  }
+}

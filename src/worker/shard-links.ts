@@ -1,0 +1,171 @@
+/**
+ * A worker's streams to the parameter-server shards (ParameterShard.Exchange), one per shard:
+ * each shard pushes its weights slice (on connect and after every commit), written straight
+ * into the worker's flat weights buffer at the shard's offset; the worker's gradient is sent to
+ * every shard as that shard's slice. A dropped stream is reopened with capped, jittered backoff
+ * on retryable codes; anything else fails the waiters (the worker then ends).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { tokenMetadata } from '../rpc/auth.js';
+import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
+import { splitIntoChunks } from '../rpc/chunks.js';
+import { loadProto, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
+import { channelCredentials, type TlsFiles } from '../rpc/tls.js';
+import type { Logger } from '../telemetry/logger.js';
+import { RejectedError, UnexpectedMessageError } from './errors.js';
+
+export interface ShardEndpointInfo {
+  address: string;
+  offset: number;
+  length: number;
+}
+
+type Exchange = grpc.ClientDuplexStream<ShardUpload, ShardDownload__Output>;
+
+class ShardLink {
+  version = -1;
+  call: Exchange | undefined;
+  private received = 0;
+  private readonly client: grpc.Client & { Exchange: (md: grpc.Metadata) => Exchange };
+  private readonly bytes: Uint8Array;
+
+  constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, weights: Float32Array, tls: TlsFiles) {
+    const Client = loadProto().tensorfleet.v1.ParameterShard;
+    this.client = new Client(endpoint.address, channelCredentials(tls), { 'grpc.max_receive_message_length': 4 * 1024 * 1024 }) as unknown as ShardLink['client'];
+    this.bytes = new Uint8Array(weights.buffer, weights.byteOffset + endpoint.offset * 4, endpoint.length * 4);
+  }
+
+  open(token: string | undefined): Exchange {
+    this.version = -1;
+    this.received = 0;
+    this.call = this.client.Exchange(tokenMetadata(token));
+    return this.call;
+  }
+
+  /** Takes one weights chunk; returns true when the slice is complete. */
+  take(msg: NonNullable<ShardDownload__Output['weights']>): boolean {
+    const chunk = msg.chunk;
+    if (!chunk) throw new UnexpectedMessageError(`shard ${this.index} sent weights without a chunk`);
+    const offset = Number(chunk.offset);
+    if (Number(chunk.totalBytes) !== this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index} sends ${chunk.totalBytes} bytes; it holds ${this.bytes.byteLength}`);
+    if (offset === 0) this.received = 0;
+    if (offset !== this.received || offset + chunk.data.length > this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index}: weights chunk at ${offset} out of order`);
+    this.version = -1;
+    this.bytes.set(chunk.data, offset);
+    this.received += chunk.data.length;
+    if (this.received < this.bytes.byteLength) return false;
+    this.version = Number(msg.version);
+    return true;
+  }
+
+  close(): void {
+    this.call?.cancel();
+    this.client.close();
+  }
+}
+
+export class ShardLinks {
+  private readonly links: ShardLink[];
+  private readonly waiters = new Set<{ version: number; resolve: () => void; reject: (err: Error) => void }>();
+  private failure: Error | undefined;
+  private closed = false;
+  /** Weight bytes received from the shards since the last call of takeBytesReceived(). */
+  private bytesReceived = 0;
+
+  constructor(
+    endpoints: ShardEndpointInfo[],
+    weights: Float32Array,
+    private readonly workerId: string,
+    private readonly token: string | undefined,
+    tls: TlsFiles,
+    private readonly log: Logger,
+  ) {
+    this.links = endpoints.map((e, i) => {
+      if (e.offset + e.length > weights.length || e.length < 1) throw new UnexpectedMessageError(`shard ${i} (${e.offset}+${e.length}) does not fit the model's ${weights.length} parameters`);
+      return new ShardLink(i, e, weights, tls);
+    });
+    for (const link of this.links) void this.keepOpen(link);
+  }
+
+  /** Resolves once every shard's slice of `version` is in the weights buffer. */
+  waitForVersion(version: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.links.every((l) => l.version === version)) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.add({ version, resolve, reject }));
+  }
+
+  /** Sends every shard its slice of `payload` (float32 or 2-byte encoded); returns the bytes sent. */
+  send(step: number, round: number, payload: Float32Array | Uint16Array, chunkBytes: number): number {
+    let bytes = 0;
+    for (const link of this.links) {
+      const { offset, length } = link.endpoint;
+      for (const chunk of splitIntoChunks(payload.subarray(offset, offset + length), chunkBytes)) {
+        bytes += chunk.data.length;
+        link.call?.write({ gradient: { step, round, chunk } });
+      }
+    }
+    return bytes;
+  }
+
+  takeBytesReceived(): number {
+    const b = this.bytesReceived;
+    this.bytesReceived = 0;
+    return b;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectAll(new UnexpectedMessageError('shard links closed'));
+    for (const link of this.links) link.close();
+  }
+
+  private rejectAll(err: Error): void {
+    for (const w of this.waiters) w.reject(err);
+    this.waiters.clear();
+  }
+
+  private settle(): void {
+    for (const w of this.waiters) {
+      if (this.links.every((l) => l.version === w.version)) {
+        this.waiters.delete(w);
+        w.resolve();
+      }
+    }
+  }
+
+  /** One shard's stream, reopened after retryable failures until closed. */
+  private async keepOpen(link: ShardLink): Promise<void> {
+    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
+    while (!this.closed) {
+      const call = link.open(this.token);
+      call.write({ hello: { workerId: this.workerId } });
+      let code: grpc.status = grpc.status.UNAVAILABLE;
+      let details = 'the shard ended the stream';
+      try {
+        for await (const msg of call as AsyncIterable<ShardDownload__Output>) {
+          if (msg.kind !== 'weights' || !msg.weights) throw new UnexpectedMessageError(`unexpected message '${msg.kind ?? 'empty'}' from shard ${link.index}`);
+          this.bytesReceived += msg.weights.chunk?.data.length ?? 0;
+          backoff.reset();
+          if (link.take(msg.weights)) this.settle();
+        }
+      } catch (err) {
+        const e = err as Partial<grpc.ServiceError>;
+        if (typeof e.code !== 'number') {
+          call.cancel();
+          code = grpc.status.INVALID_ARGUMENT;
+        } else code = e.code;
+        details = e.details ?? (err as Error).message;
+      }
+      link.version = -1;
+      if (this.closed) return;
+      if (!isRetryable(code)) {
+        this.failure = new RejectedError(code, `shard ${link.index} at ${link.endpoint.address} refused this worker (${grpc.status[code] ?? code}: ${details})`);
+        this.rejectAll(this.failure);
+        return;
+      }
+      this.log.warn({ shard: link.index, address: link.endpoint.address, code: grpc.status[code], details }, 'shard stream lost; reconnecting');
+      await sleep(backoff.next()).catch(() => undefined);
+    }
+  }
+}
