@@ -20,6 +20,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { CheckpointError } from './checkpoint.js';
 import { CheckpointMismatchError, TrainingFailedError } from './errors.js';
 import { LocalLauncher } from './launcher.js';
+import { ShardLauncher } from './shard-launcher.js';
 import { compileCoordinatorOptions, LAUNCH_MODES, PS_MODES, type CoordinatorOptions } from './options.js';
 import { writeReport, type RunReport } from './report.js';
 import { Coordinator } from './trainer.js';
@@ -157,12 +158,33 @@ onShutdownSignal((signal) => {
   coordinator.drain();
 });
 const launcher = new LocalLauncher(log.child({ component: 'launcher' }));
+const shardLauncher = new ShardLauncher(log.child({ component: 'shard-launcher' }));
+if (flags.psAddress && o.psMode === 'process' && o.launch === 'local') usageError('coordinator', '--ps-address is for external shards (--launch none); with --launch local the coordinator starts its shards');
 let finished = false;
 
 async function main(): Promise<number> {
   let report: RunReport;
   try {
-    const port = await coordinator.start();
+    let psAddresses: string[] | undefined;
+    if (o.psMode === 'process' && o.launch === 'local') {
+      // Local shards serve like the coordinator: its token, its certificate, its CA for mutual TLS.
+      psAddresses = await shardLauncher.start(o.psShards, {
+        host: o.tls.cert ? 'localhost' : '127.0.0.1',
+        logLevel: o.logLevel,
+        env: {
+          TENSORFLEET_TOKEN: o.token,
+          TENSORFLEET_INSECURE: o.token ? undefined : 'true',
+          TENSORFLEET_TLS_CERT: o.tls.cert,
+          TENSORFLEET_TLS_KEY: o.tls.key,
+          TENSORFLEET_TLS_CA: o.tls.ca,
+        },
+      });
+    }
+    const port = await coordinator.start(psAddresses);
+    if (o.psMode === 'process') {
+      const pids = shardLauncher.pids;
+      progress.line(`parameter-server shards: ${(psAddresses ?? o.psAddresses).map((a, i) => (pids[i] ? `${a} (pid ${pids[i]})` : a)).join(', ')}`);
+    }
     progress.line(`coordinator listening on ${o.host}:${port} (backend ${coordinator.backendInfo.name}: ${coordinator.backendInfo.device})`);
     const dashboard = await telemetry.start(
       { counters: () => coordinator.counters, sessions: () => coordinator.membership.history },
@@ -201,6 +223,7 @@ async function main(): Promise<number> {
   } finally {
     finished = true;
     await coordinator.close();
+    await shardLauncher.close();
   }
   // Local workers exit by themselves after a completed run; otherwise they are told to leave now.
   await launcher.close(report.status === 'completed' ? 5000 : 0);

@@ -107,6 +107,11 @@ export class ShardLinks {
     return bytes;
   }
 
+  /** Rejects the pending waits as an UNAVAILABLE stream would (the coordinator's stream ended, or the worker leaves). */
+  interrupt(reason: string): void {
+    this.rejectAll(Object.assign(new Error(reason), { code: grpc.status.UNAVAILABLE, details: reason }));
+  }
+
   takeBytesReceived(): number {
     const b = this.bytesReceived;
     this.bytesReceived = 0;

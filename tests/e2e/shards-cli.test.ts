@@ -1,0 +1,88 @@
+/** `--ps-mode process`: the coordinator starting `parameter-server` processes (needs `npm run build`). */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunReport } from '../../src/coordinator/report.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const COORDINATOR = join(root, 'dist/coordinator/cli.js');
+const PARAMETER_SERVER = join(root, 'dist/ps/cli.js');
+let dir: string;
+
+beforeAll(() => {
+  if (!existsSync(PARAMETER_SERVER)) throw new Error('dist/ is missing: run `npm run build` first');
+  dir = mkdtempSync(join(tmpdir(), 'tf-shards-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('parameter-server shard processes', () => {
+  it('--ps-shards 2 --ps-mode process trains with two shard processes and stops them', async () => {
+    const report = join(dir, 'report.json');
+    const run = await execa('node', [COORDINATOR, '--workers', '2', '--ps-shards', '2', '--ps-mode', 'process', '--model', 'mlp', '--train-limit', '512', '--test-limit', '100', '--backend', 'wasm', '--no-http', '--report', report, '--log-level', 'warn'], { reject: false, timeout: 120_000 });
+    expect(run.exitCode, run.stderr).toBe(0);
+    const pids = [...run.stdout.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+    const r = JSON.parse(readFileSync(report, 'utf8')) as RunReport;
+    expect(r.status).toBe('completed');
+    expect(r.psShards).toBe(2);
+    expect(r.psMode).toBe('process');
+    expect(r.steps).toBe(8);
+    expect(r.samplesPerEpoch).toEqual([512]);
+    expect(r.bytesPerStepPerWorker.sent).toBeGreaterThan(0);
+    expect(r.testAccuracy).toBeGreaterThan(0.3);
+  });
+
+  it('a shard killed with SIGKILL ends the run: exit 1 and one line naming the shard', async () => {
+    // The whole training set: the kill lands long before training could finish.
+    const child = execa('node', [COORDINATOR, '--workers', '2', '--ps-shards', '2', '--ps-mode', 'process', '--model', 'mlp', '--backend', 'wasm', '--no-http', '--log-level', 'silent'], { reject: false, timeout: 120_000 });
+    const victim = await new Promise<{ address: string; pid: number }>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /parameter-server shards: \S+ \(pid \d+\), (\S+) \(pid (\d+)\)/.exec(out);
+        if (m) resolve({ address: m[1]!, pid: Number(m[2]) });
+      });
+      child.on('exit', () => reject(new Error(`coordinator exited before announcing its shards: ${out}`)));
+    });
+    process.kill(victim.pid, 'SIGKILL');
+    const run = await child;
+    expect(run.exitCode).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines, run.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`parameter-server shard 1 at ${victim.address} lost`);
+    expect(lines[0]).toMatch(/^coordinator: /);
+  });
+
+  it('usage errors exit 2 with one line', async () => {
+    for (const [args, pattern] of [
+      [['--ps-shards', '0'], /psShards must be an integer/],
+      [['--ps-mode', 'threads'], /ps-mode/],
+      [['--ps-mode', 'process', '--launch', 'none', '--token', 't', '--ps-shards', '2'], /psAddresses must name the 2/],
+    ] as const) {
+      const run = await execa('node', [COORDINATOR, ...args], { reject: false, timeout: 30_000 });
+      expect(run.exitCode, args.join(' ')).toBe(2);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(pattern);
+    }
+    const ps = await execa('node', [PARAMETER_SERVER, '--port', 'x'], { reject: false, timeout: 30_000 });
+    expect(ps.exitCode).toBe(2);
+    expect(ps.stderr.trim()).toMatch(/^parameter-server: .*port/);
+    const noToken = await execa('node', [PARAMETER_SERVER], { reject: false, timeout: 30_000, env: { TENSORFLEET_TOKEN: '' } });
+    expect(noToken.exitCode).toBe(2);
+    expect(noToken.stderr.trim()).toMatch(/^parameter-server: a job token is required/);
+  });
+});
