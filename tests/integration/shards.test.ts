@@ -47,4 +47,34 @@ describe('parameter-server shard servers', () => {
       }
     }
   });
+
+  it('--resume re-initializes fresh shard servers from the checkpoint: 1 epoch + resumed epoch 2 = 2 epochs in-process, bitwise', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { ShardServer } = await import('../../src/ps/shard-server.js');
+    const { TEST_TOKEN } = await import('../helpers/cluster.js');
+    const dir = mkdtempSync(join(tmpdir(), 'tf-shard-resume-'));
+    const common = { workers: 2, batchSize: 16, trainLimit: 96, testLimit: 50, seed: 8, model: 'mlp' } as const;
+    const serve = async () => {
+      const servers = [new ShardServer({ token: TEST_TOKEN }), new ShardServer({ token: TEST_TOKEN })];
+      const ports = await Promise.all(servers.map((s) => s.start('127.0.0.1', 0)));
+      return { servers, psAddresses: ports.map((p) => `127.0.0.1:${p}`) };
+    };
+    try {
+      const whole = await trainInProcess({ ...common, epochs: 2 });
+      const first = await serve();
+      await trainInProcess({ ...common, epochs: 1, psShards: 2, psMode: 'process', psAddresses: first.psAddresses, checkpointDir: dir });
+      await Promise.all(first.servers.map((s) => s.close()));
+      const second = await serve();
+      const resumed = await trainInProcess({ ...common, epochs: 2, psShards: 2, psMode: 'process', psAddresses: second.psAddresses, checkpointDir: dir, resume: true });
+      await Promise.all(second.servers.map((s) => s.close()));
+      expect(resumed.report.resumedFromStep).toBe(3);
+      expect(resumed.report.steps).toBe(6);
+      expect(second.servers.map((s) => s.version)).toEqual([6, 6]);
+      expect(bits(resumed.weights).equals(bits(whole.weights))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
