@@ -10,6 +10,8 @@ import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpe
 import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
+import { transposeInto, transposeOnHeap } from '../../src/model/kernels/transpose.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 /** Max abs difference between the cpu and wasm results (shapes must match). */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
@@ -141,5 +143,29 @@ describe('BatchMatMul (wasm) swapped product', () => {
     expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(backend.numDataIds()).toBe(idsBefore);
     tf.dispose([a, wide]);
+  });
+});
+
+describe('transposeOnHeap (SIMD 4x4 blocks on the wasm heap)', () => {
+  it('equals the JS transpose for multiples of 4 (SIMD) and other shapes (JS), from an offset', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as BackendWasm;
+    const shapes: Array<[number, number]> = [[21632, 32], [32, 5408], [5408, 128], [4, 4], [8, 12], [12, 8], [5, 8], [8, 6], [1, 9]];
+    for (const [i, [rows, cols]] of shapes.entries()) {
+      const skip = 3 * cols;
+      const src = backend.makeOutput([rows * cols + skip], 'float32');
+      const dst = backend.makeOutput([cols, rows], 'float32');
+      try {
+        const values = randomArray(rows * cols + skip, 50 + i);
+        (backend.typedArrayFromHeap(src) as Float32Array).set(values);
+        const expected = new Float32Array(rows * cols);
+        transposeInto(values, skip, rows, cols, expected);
+        transposeOnHeap(backend, backend.typedArrayFromHeap(src) as Float32Array, skip, rows, cols, backend.typedArrayFromHeap(dst) as Float32Array);
+        expect(Float32Array.from(backend.typedArrayFromHeap(dst) as Float32Array), `[${rows},${cols}]`).toEqual(expected);
+      } finally {
+        backend.disposeData(src.dataId);
+        backend.disposeData(dst.dataId);
+      }
+    }
   });
 });

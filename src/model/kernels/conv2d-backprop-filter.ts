@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createWasmAlias, releaseWasmAlias } from './batch-mat-mul.js';
 import { im2colRows, im2colTransposed } from './im2col.js';
-import { transposeInto } from './transpose.js';
+import { transposeOnHeap } from './transpose.js';
 
 type Conv2DInfo = tf.backend_util.Conv2DInfo;
 
@@ -93,7 +93,7 @@ function productDyLeft(job: Job, b0: number, b1: number): tf.TensorInfo {
   const patches = backend.makeOutput([m, k], 'float32');
   try {
     const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
-    transposeInto(dyv, b0 * info.outHeight * info.outWidth * oc, m, oc, backend.typedArrayFromHeap(dyT) as Float32Array);
+    transposeOnHeap(backend, dyv, b0 * info.outHeight * info.outWidth * oc, m, oc, backend.typedArrayFromHeap(dyT) as Float32Array);
     im2colRows(backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(patches) as Float32Array, info, b0, b1);
     return job.matMul({ inputs: { a: dyT, b: patches }, backend, attrs: noTranspose }) as tf.TensorInfo;
   } finally {

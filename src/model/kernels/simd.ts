@@ -26,6 +26,11 @@ export interface SimdKernels {
    * float64: x at byte offset `x`, the 8 float64 accumulators at byte offset `acc`.
    */
   sumColumns8(x: number, n: number, strideBytes: number, acc: number): void;
+  /**
+   * dst [cols, rows] = src [rows, cols] transposed, both float32 at byte offsets, rows = 4 *
+   * rows4, cols = 4 * cols4; srcStrideBytes = cols * 4 and dstStrideBytes = rows * 4 (or larger).
+   */
+  transpose4x4(src: number, dst: number, rows4: number, cols4: number, srcStrideBytes: number, dstStrideBytes: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,6 +195,53 @@ function sumColumns8Def(): FunctionDef {
   return { name: 'sumColumns8', params: 4, locals: [[6, V128]], body };
 }
 
+function transpose4x4Def(): FunctionDef {
+  // params: src dst rows4 cols4 srcStride dstStride
+  const [SRC, DST, ROWS4, COLS4, SS, DS] = [0, 1, 2, 3, 4, 5];
+  // i32 locals: ps pd j s2 s3 d2 d3 d4
+  const [PS, PD, J, S2, S3, D2, D3, D4] = [6, 7, 8, 9, 10, 11, 12, 13];
+  // v128 locals
+  const [R0, R1, R2, R3, T0, T1, T2, T3] = [14, 15, 16, 17, 18, 19, 20, 21];
+  const range = (a: number, n: number) => Array.from({ length: n }, (_, i) => a + i);
+  const interleaveLow = [...range(0, 4), ...range(16, 4), ...range(4, 4), ...range(20, 4)];
+  const interleaveHigh = [...range(8, 4), ...range(24, 4), ...range(12, 4), ...range(28, 4)];
+  const lowHalves = [...range(0, 8), ...range(16, 8)];
+  const highHalves = [...range(8, 8), ...range(24, 8)];
+  const plus = (base: number, delta: number | null) => [...op.get(base), ...(delta === null ? [] : [...op.get(delta), ...op.i32Add])];
+  const mix = (a: number, b: number, lanes: number[], into: number | null) => [...op.get(a), ...op.get(b), ...v.shuffle(lanes), ...(into === null ? [] : op.set(into))];
+  const block = [
+    ...plus(PS, null), ...v.load(), ...op.set(R0),
+    ...plus(PS, SS), ...v.load(), ...op.set(R1),
+    ...plus(PS, S2), ...v.load(), ...op.set(R2),
+    ...plus(PS, S3), ...v.load(), ...op.set(R3),
+    ...mix(R0, R1, interleaveLow, T0), ...mix(R0, R1, interleaveHigh, T1),
+    ...mix(R2, R3, interleaveLow, T2), ...mix(R2, R3, interleaveHigh, T3),
+    ...plus(PD, null), ...mix(T0, T2, lowHalves, null), ...v.store(),
+    ...plus(PD, DS), ...mix(T0, T2, highHalves, null), ...v.store(),
+    ...plus(PD, D2), ...mix(T1, T3, lowHalves, null), ...v.store(),
+    ...plus(PD, D3), ...mix(T1, T3, highHalves, null), ...v.store(),
+    ...bump(PS, { constant: 16 }), ...bump(PD, { local: D4 }),
+  ];
+  const strip = [
+    ...op.get(SRC), ...op.set(PS), ...op.get(DST), ...op.set(PD), ...op.get(COLS4), ...op.set(J),
+    ...countdown(J, block),
+    // Next strip: 4 source rows down, 4 destination columns right.
+    ...op.get(SRC), ...op.get(S2), ...op.i32Add, ...op.get(S2), ...op.i32Add, ...op.set(SRC),
+    ...bump(DST, { constant: 16 }),
+  ];
+  const body = [
+    ...op.get(SS), ...op.get(SS), ...op.i32Add, ...op.set(S2),
+    ...op.get(S2), ...op.get(SS), ...op.i32Add, ...op.set(S3),
+    ...op.get(DS), ...op.get(DS), ...op.i32Add, ...op.set(D2),
+    ...op.get(D2), ...op.get(DS), ...op.i32Add, ...op.set(D3),
+    ...op.get(D2), ...op.get(D2), ...op.i32Add, ...op.set(D4),
+    ...op.block, ...op.get(COLS4), ...op.i32Eqz, ...op.brIf(0),
+    ...guardedCountdown(ROWS4, strip),
+    ...op.end,
+  ];
+  return { name: 'transpose4x4', params: 6, locals: [[8, I32], [8, V128]], body };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -205,7 +257,7 @@ function str(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports the functions (all i32 params, no results). */
 export function assembleSimdModule(): Uint8Array {
-  const defs = [maxPoolGrad2x2RowDef(), sumColumns8Def()];
+  const defs = [maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def()];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
   const functions = defs.map((_, i) => uleb(i));
