@@ -96,7 +96,7 @@ describe('registerWasmKernels', () => {
     registerWasmKernels();
     const after = kernelNamesProvided().map((name) => tf.getKernel(name, 'wasm'));
     expect(kernelNamesProvided()).toEqual(
-      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast']));
+      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Add']));
     after.forEach((config, i) => expect(config).toBe(before[i]));
     expect(after.every((config) => config != null)).toBe(true);
     expect(await tf.setBackend('wasm')).toBe(true);
@@ -162,6 +162,35 @@ describe('BatchMatMul / _FusedMatMul (wasm) match cpu', () => {
   });
 });
 
+describe('Add (wasm) matches cpu', () => {
+  const cases: Array<[number[], number[]]> = [
+    [[4, 6, 6, 32], [32]], // conv bias add: SIMD rows
+    [[32], [4, 6, 6, 32]], // bias first
+    [[3, 5, 8], [3, 5, 8]], // same shape: SIMD
+    [[2, 3, 8], [1, 3, 8]], // row block broadcast
+    [[1, 4], [4]], // output shape from the broadcast
+    [[4], [1, 1, 4]],
+    [[3, 5, 7], [7]], // row of 7: stock
+    [[3, 5, 8], [5, 1]], // other broadcast: stock
+    [[6, 8], []], // scalar: stock
+  ];
+  cases.forEach(([as, bs], i) => {
+    it(`[${as}] + [${bs}]`, async () => {
+      const av = randomArray(size(as), 200 + i);
+      const bv = randomArray(size(bs), 300 + i);
+      const cpu = await runOn('cpu', () => tf.tidy(() => tf.add(tf.tensor(av, as), tf.tensor(bv, bs))));
+      const wasm = await runOn('wasm', () => tf.tidy(() => tf.add(tf.tensor(av, as), tf.tensor(bv, bs))));
+      expect(wasm.shape).toEqual(cpu.shape);
+      expect(wasm.values).toEqual(cpu.values); // one float32 addition per element: exact
+    });
+  });
+
+  it('int32 goes to the stock kernel', async () => {
+    const diff = await onBoth(() => tf.tidy(() => tf.add(tf.tensor([[1, 2, 3, 4]], [1, 4], 'int32'), tf.tensor([5, 6, 7, 8], [4], 'int32'))));
+    expect(diff).toBe(0);
+  });
+});
+
 describe('memory', () => {
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');
@@ -181,6 +210,7 @@ describe('memory', () => {
             tf.matMul(a1, a1, ta, tb);
             tf.matMul(a3, a3, ta, tb);
             tf.fused.matMul({ a: a1, b: a1, transposeA: ta, transposeB: tb, activation: 'relu' });
+            tf.add(a, a.slice([0, 0], [1, 40]));
           }
         }
       });

@@ -31,6 +31,11 @@ export interface SimdKernels {
    * rows4, cols = 4 * cols4; srcStrideBytes = cols * 4 and dstStrideBytes = rows * 4 (or larger).
    */
   transpose4x4(src: number, dst: number, rows4: number, cols4: number, srcStrideBytes: number, dstStrideBytes: number): void;
+  /**
+   * out = a + b, float32: `rows` rows of 4 * vecs floats of a and out, contiguous; b's row
+   * starts move by bRowStrideBytes per row (0: one row broadcast to every row).
+   */
+  addRows(a: number, b: number, out: number, rows: number, vecs: number, bRowStrideBytes: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,6 +247,23 @@ function transpose4x4Def(): FunctionDef {
   return { name: 'transpose4x4', params: 6, locals: [[8, I32], [8, V128]], body };
 }
 
+function binaryRowsDef(name: string, opcode: number): FunctionDef {
+  // params: a b out rows vecs bRowStride
+  const [A, B, OUT, ROWS, VECS, BSTRIDE] = [0, 1, 2, 3, 4, 5];
+  const [PB, J] = [6, 7];
+  const inner = [
+    ...op.get(OUT), ...op.get(A), ...v.load(), ...op.get(PB), ...v.load(), ...op.simd(opcode), ...v.store(),
+    ...bump(A, { constant: 16 }), ...bump(PB, { constant: 16 }), ...bump(OUT, { constant: 16 }),
+  ];
+  const row = [
+    ...op.get(B), ...op.set(PB), ...op.get(VECS), ...op.set(J),
+    ...countdown(J, inner),
+    ...bump(B, { local: BSTRIDE }),
+  ];
+  const body = [...op.block, ...op.get(VECS), ...op.i32Eqz, ...op.brIf(0), ...guardedCountdown(ROWS, row), ...op.end];
+  return { name, params: 6, locals: [[2, I32]], body };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -257,7 +279,10 @@ function str(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports the functions (all i32 params, no results). */
 export function assembleSimdModule(): Uint8Array {
-  const defs = [maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def()];
+  const defs = [
+    maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
+    binaryRowsDef('addRows', 0xe4 /* f32x4.add */),
+  ];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
   const functions = defs.map((_, i) => uleb(i));
