@@ -26,6 +26,9 @@ interface ConvCase { x: Shape4; filter: Shape4; strides: number | [number, numbe
 const convCases: ConvCase[] = [
   { x: [4, 28, 28, 1], filter: [3, 3, 1, 32], strides: 1, pad: 'valid' },
   { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'same' },
+  // 3x3 single-channel windows all inside the image: the unrolled im2colRows.
+  { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'valid' },
+  { x: [2, 11, 9, 1], filter: [3, 3, 1, 8], strides: [1, 2], pad: 'valid' },
   { x: [2, 7, 9, 2], filter: [2, 2, 2, 16], strides: [1, 2], pad: 1 },
   { x: [2, 5, 5, 3], filter: [1, 1, 3, 24], strides: 1, pad: 'valid' },
   { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 2, pad: 'valid' },
