@@ -52,8 +52,10 @@ function accumulate(acc: Float32Array, values: Float32Array, n: number): number 
 export class GradientAggregator {
   private readonly acc: Float32Array;
 
-  constructor(readonly size: number) {
-    this.acc = new Float32Array(size);
+  /** `into`: the accumulator to use (for example Adam's gradientBuffer, which saves a copy); allocated when omitted. */
+  constructor(readonly size: number, into?: Float32Array) {
+    if (into && into.length !== size) throw new RangeError(`accumulator has ${into.length} floats; expected ${size}`);
+    this.acc = into ?? new Float32Array(size);
   }
 
   /** `contributions` must be in rank order. */

@@ -68,7 +68,7 @@ export class RemoteShard {
   }
 
   /** Connects, sends Init and the state slice, and resolves with the shard's version once it is Ready. */
-  async init(base: { jobId: string; gradDtype: GradDtype; chunkBytes: number; adam: Required<AdamOptions> }, state: ShardState): Promise<number> {
+  async init(base: { jobId: string; gradDtype: GradDtype; chunkBytes: number; adam: Required<Omit<AdamOptions, 'simd'>> }, state: ShardState): Promise<number> {
     if (!this.call) await this.connect();
     const { range } = this.options;
     const { adam } = base;

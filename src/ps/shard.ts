@@ -38,7 +38,7 @@ export class VariableShard {
     if (weights.length !== range.length) throw new RangeError(`shard ${range.index} holds ${range.length} elements; got ${weights.length}`);
     this.weights = weights;
     this.optimizer = new Adam(range.length, optimizer);
-    this.aggregator = new GradientAggregator(range.length);
+    this.aggregator = new GradientAggregator(range.length, this.optimizer.gradientBuffer);
   }
 
   get size(): number {
