@@ -1,7 +1,9 @@
 /** What the benchmarks share: running the real coordinator, medians, tables, result files. */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { RunReport } from '../src/coordinator/report.js';
@@ -71,4 +73,45 @@ export function parseArgs<T extends Record<string, string | number>>(argv: strin
     out[key] = typeof defaults[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1]!;
   }
   return out as T;
+}
+
+/** One stdout line of a running coordinator, and a way to stop it (SIGTERM: it drains and still writes its report). */
+export type CoordinatorLineHandler = (line: string, stop: () => void) => void;
+
+/**
+ * Like runCoordinator, but hands every stdout line to `onLine` while the run goes on, which may
+ * stop it early; `stopped` tells whether it did. A drained run's report has status `stopped` and
+ * the epochs completed before the signal in `epochHistory`.
+ */
+export async function runCoordinatorWatching(args: string[], onLine: CoordinatorLineHandler): Promise<{ report: RunReport; stopped: boolean }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tf-bench-'));
+  try {
+    const report = join(dir, 'report.json');
+    const child = spawn('node', [COORDINATOR, ...args, '--report', report, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stopped = false;
+    const stop = () => {
+      if (stopped || child.exitCode !== null) return;
+      stopped = true;
+      child.kill('SIGTERM');
+    };
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-4000)));
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => resolve(code));
+    });
+    for await (const line of createInterface({ input: child.stdout })) onLine(line, stop);
+    const code = await exited;
+    if (code !== 0) throw new Error(`coordinator ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`);
+    return { report: JSON.parse(readFileSync(report, 'utf8')) as RunReport, stopped };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether `python` exists and imports torch (the PyTorch peer's requirement). */
+export async function hasTorch(python: string): Promise<boolean> {
+  if (!existsSync(python)) return false;
+  const r = await execa(python, ['-c', 'import torch'], { reject: false });
+  return r.exitCode === 0;
 }

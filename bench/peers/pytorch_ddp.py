@@ -5,7 +5,7 @@ Run with the SYSTEM python, which has Debian's torch (the pyenv python3 on PATH 
 
     apt-get install -y python3-torch libopenblas0-pthread   # OpenBLAS, not the reference BLAS
     /usr/bin/python3 bench/peers/pytorch_ddp.py --procs 2 --batch-size 32 --epochs 1 \
-        [--train-limit K] [--test-limit K] [--seed S] [--max-steps N] [--target-accuracy 0.975]
+        [--train-limit K] [--test-limit K] [--seed S] [--max-steps N] [--target-accuracy 0.975] [--stop-at-target]
 
 Trains the same workload as our cluster: Conv2d(1->32, 3x3, valid)+ReLU -> MaxPool(2) -> Flatten
 -> Linear(5408->128)+ReLU -> Linear(128->10), cross-entropy on logits (== categorical
@@ -19,7 +19,10 @@ port. Rank 0 times training between barriers (process start-up, data loading and
 excluded), evaluates on the test set after each epoch, and the parent prints ONE JSON line on
 stdout; progress goes to stderr. imagesPerSecond counts the samples trained by all ranks after
 the first `warmupSteps` steps, over the time since then. With --max-steps N each epoch stops
-after N steps (throughput runs); test accuracy is still computed.
+after N steps (throughput runs); test accuracy is still computed. Each epoch of epochHistory carries
+its testAccuracy, its trainSeconds and the run's cumulativeTrainSeconds up to its end;
+timeToTargetSeconds is that cumulative figure at the first epoch reaching --target-accuracy (null
+if none did). With --stop-at-target no further epoch is trained once the target is reached.
 """
 import os
 
@@ -160,17 +163,22 @@ def run_rank(rank, args, port, results):
         if rank == 0:
             accuracy, test_loss = evaluate(model, test_x, test_y)
             history.append({"epoch": epoch, "testAccuracy": accuracy, "testLoss": test_loss,
-                            "trainSeconds": epoch_end - epoch_start, "steps": len(batches)})
+                            "trainSeconds": epoch_end - epoch_start, "cumulativeTrainSeconds": train_seconds,
+                            "steps": len(batches)})
             if time_to_target is None and accuracy >= args.target_accuracy:
                 time_to_target = train_seconds
             log(f"epoch {epoch + 1}/{args.epochs}: {len(batches)} steps in {epoch_end - epoch_start:.1f} s, "
                 f"test accuracy {accuracy:.4f} loss {test_loss:.4f}")
-        dist.barrier()  # others wait while rank 0 evaluates
+        # Others wait while rank 0 evaluates, and learn from it whether to go on.
+        stop = torch.tensor([int(rank == 0 and args.stop_at_target and time_to_target is not None)])
+        dist.broadcast(stop, 0)
+        if stop.item():
+            break
 
     if rank == 0:
         results.put({
             "peer": "pytorch-ddp", "torch": torch.__version__, "blas": blas_in_use(),
-            "procs": args.procs, "batchSize": args.batch_size, "epochs": args.epochs,
+            "procs": args.procs, "batchSize": args.batch_size, "epochs": args.epochs, "epochsRun": len(history),
             "trainSamples": len(train_x), "testSamples": len(test_x),
             "maxSteps": args.max_steps or None, "warmupSteps": WARMUP_STEPS,
             "imagesPerSecond": timed_samples / timed_seconds if timed_seconds > 0 else None,
@@ -200,6 +208,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = full epoch)")
     parser.add_argument("--target-accuracy", type=float, default=0.975)
+    parser.add_argument("--stop-at-target", action="store_true", help="train no further epoch once --target-accuracy is reached")
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR", DEFAULT_DATA_DIR))
     args = parser.parse_args(argv)
     if args.procs < 1 or args.batch_size < 1 or args.epochs < 1:

@@ -1,11 +1,13 @@
 /**
  * A worker's compute: a replica of the model that turns (weights, batch) into the gradient of
- * the mean loss over the batch, written into a flat buffer. It never runs an optimizer, and it
- * reads results asynchronously only (backends such as WebGPU have no fast synchronous read).
+ * the mean loss over the batch, written into a flat buffer. It never runs an optimizer. Results
+ * are read asynchronously (backends such as WebGPU have no fast synchronous read), except on
+ * wasm, where they are copied straight out of the backend's heap (kernels/wasm-heap-io.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.js';
 import { IMAGE_SIZE, NUM_CLASSES } from '../data/mnist.js';
+import { heapViewReader } from './kernels/wasm-heap-io.js';
 import { categoricalCrossEntropy } from './loss.js';
 import { assignWeights, layoutOf, type VariableLayout } from './variables.js';
 import { createModel } from './zoo.js';
@@ -35,6 +37,15 @@ export class GradientComputer {
     });
     try {
       const ordered = this.variables.map((v) => grads[v.name]!);
+      const view = heapViewReader();
+      if (view) {
+        // wasm: copy straight from the heap into `out` (no intermediate arrays, nothing to collect).
+        const views = [value, ...ordered].map(view);
+        if (views.every((v) => v !== undefined)) {
+          ordered.forEach((_, i) => out.set(views[i + 1]!, this.layout.specs[i]!.offset));
+          return views[0]![0]!;
+        }
+      }
       const [lossValues, ...gradValues] = await Promise.all([value.data<'float32'>(), ...ordered.map((g) => g.data<'float32'>())]);
       gradValues.forEach((g, i) => out.set(g, this.layout.specs[i]!.offset));
       return lossValues[0]!;

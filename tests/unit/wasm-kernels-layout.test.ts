@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
-import { prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
+import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 
@@ -104,6 +104,23 @@ describe('BatchMatMul (wasm) swapped product', () => {
     expect(prefersSwappedProduct(40, 40, 40)).toBe(false);
   });
 
+  it('swaps an untransposed a @ b to (b^T @ a^T)^T only when b is much bigger than a', () => {
+    expect(prefersSwappedPlainProduct(32, 5408, 128)).toBe(true); // dense1 forward, batch 32
+    expect(prefersSwappedPlainProduct(128, 5408, 128)).toBe(false); // batch 128: x is as big as W
+    expect(prefersSwappedPlainProduct(32, 128, 10)).toBe(false); // dense2 forward
+    expect(prefersSwappedPlainProduct(32, 21632, 9)).toBe(false); // Conv2DBackpropFilter, dy left
+    expect(prefersSwappedPlainProduct(8, 16, 200)).toBe(true);
+  });
+
+  it('untransposed swapped products match cpu (incl. unit dims and batch [1])', async () => {
+    const shapes: Array<[number[], number[]]> = [[[32, 300], [300, 64]], [[1, 200], [200, 40]], [[1, 6, 90], [1, 90, 30]], [[5, 1], [1, 300]]];
+    for (const [i, [as, bs]] of shapes.entries()) {
+      const av = randomArray(size(as), 70 + i);
+      const bv = randomArray(size(bs), 80 + i);
+      expect(await onBoth(() => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs))))).toBeLessThanOrEqual(TOL);
+    }
+  });
+
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');
     const a = tf.tensor2d(randomArray(40 * 40, 3), [40, 40]);
@@ -113,6 +130,7 @@ describe('BatchMatMul (wasm) swapped product', () => {
         tf.matMul(a, wide, false, true); // swapped product
         tf.matMul(a.slice([0, 0], [1, 40]), wide, false, true); // swapped, unit dim
         tf.matMul(wide, a, false, true); // not swapped
+        tf.matMul(a.slice([0, 0], [2, 40]), wide.transpose()); // untransposed, swapped
       });
     };
     step();

@@ -2,7 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4, type Backend } from '../helpers/kernel-inputs.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { leadingReducedAxes } from '../../src/model/kernels/sum.js';
+import { simdKernelsFor, simdTuning } from '../../src/model/kernels/simd.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { categoricalCrossEntropy } from '../../src/model/loss.js';
 import { createModel } from '../../src/model/zoo.js';
@@ -54,6 +56,14 @@ const poolCases: PoolCase[] = [
     name: 'all-NaN / all -Infinity windows', x: [1, 4, 4, 1], filter: 2, strides: 2, pad: 'valid',
     values: () => Float32Array.from([NaN, NaN, -Infinity, -Infinity, NaN, NaN, -Infinity, -Infinity, NaN, 1, -Infinity, 2, 0, NaN, 2, NaN]),
   },
+  // Tiled 2x2 s2 with channels a multiple of 4: the wasm SIMD path (incl. uncovered odd rows/columns).
+  { name: 'SIMD: odd 27x25 2x2 s2 valid, C 8', x: [3, 27, 25, 8], filter: 2, strides: 2, pad: 'valid' },
+  { name: 'SIMD: 26x26 2x2 s2 same, C 4, ties', x: [2, 26, 26, 4], filter: 2, strides: 2, pad: 'same', values: (n, s) => tiedArray(n, s, 2) },
+  {
+    name: 'SIMD: -Infinity and NaN windows, C 4', x: [2, 6, 7, 4], filter: 2, strides: 2, pad: 'valid',
+    values: (n, s) => randomArray(n, s).map((v, i) => (i % 5 === 0 ? NaN : i % 3 === 0 ? -Infinity : v)),
+  },
+  { name: 'SIMD: all-NaN and all -Infinity windows, C 4', x: [1, 4, 4, 4], filter: 2, strides: 2, pad: 'valid', values: (n) => Float32Array.from({ length: n }, (_, i) => (i < 16 ? NaN : i < 32 ? -Infinity : i % 3)) },
   { name: 'overlapping: 3x3 s1 same', x: [2, 9, 9, 4], filter: 3, strides: 1, pad: 'same' },
   { name: 'overlapping: 3x3 s2 valid', x: [2, 11, 11, 3], filter: 3, strides: 2, pad: 'valid' },
   { name: 'overlapping with ties: 2x2 s1 same', x: [2, 7, 8, 3], filter: 2, strides: 1, pad: 'same', values: (n, s) => tiedArray(n, s, 2) },
@@ -86,6 +96,21 @@ describe('MaxPoolGrad (wasm) matches cpu', () => {
     });
   });
 
+  it('the SIMD path gives bitwise the JS loops\' result (and the SIMD module loads)', async () => {
+    await tf.setBackend('wasm');
+    expect(simdKernelsFor(tf.backend() as BackendWasm)).toBeDefined();
+    for (const [i, c] of poolCases.filter((p) => p.name.startsWith('SIMD') || p.name.startsWith('reference')).entries()) {
+      const simd = await runOn('wasm', poolInputGrad(c, 900 + i));
+      simdTuning.enabled = false;
+      try {
+        const js = await runOn('wasm', poolInputGrad(c, 900 + i));
+        expect(simd.values, c.name).toEqual(js.values);
+      } finally {
+        simdTuning.enabled = true;
+      }
+    }
+  });
+
 });
 
 describe('Sum (wasm) matches cpu', () => {
@@ -101,6 +126,22 @@ describe('Sum (wasm) matches cpu', () => {
       });
     });
   }
+
+  it('SIMD column counts (multiples of 8): equal to cpu and bitwise to the JS loop', async () => {
+    const cases: Array<[number[], number[], boolean]> = [[[3, 5, 16], [0, 1], false], [[700, 8], [0], true], [[2, 3, 4, 24], [0, 1, 2], false], [[1, 40], [0], false]];
+    for (const [i, [s, axes, keepDims]] of cases.entries()) {
+      const v = randomArray(size(s), 40 + i);
+      const fn = () => tf.tidy(() => tf.sum(tf.tensor(v, s), axes, keepDims));
+      expect(await onBoth(fn)).toBeLessThanOrEqual(TOL);
+      const simd = await runOn('wasm', fn);
+      simdTuning.enabled = false;
+      try {
+        expect(simd.values).toEqual((await runOn('wasm', fn)).values);
+      } finally {
+        simdTuning.enabled = true;
+      }
+    }
+  });
 
   it('bias-gradient shape [16,26,26,32] over axes 0,1,2', async () => {
     const s = [16, 26, 26, 32];

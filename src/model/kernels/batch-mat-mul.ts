@@ -102,10 +102,15 @@ export function withoutTransposeFlags(original: tf.KernelFunc, allowSwap = false
     const { inputs, backend, attrs } = args;
     const { transposeA, transposeB } = attrs;
     const { a, b } = inputs;
-    if ((!transposeA && !transposeB) || batchSize(a) !== 1 || batchSize(b) !== 1) {
+    if (batchSize(a) !== 1 || batchSize(b) !== 1 || a.shape.length < 2 || b.shape.length < 2) {
       return original(args as unknown as Parameters<tf.KernelFunc>[0]);
     }
-    if (allowSwap && !transposeA && a.shape.length >= 2 && b.shape.length >= 2) {
+    if (!transposeA && !transposeB) {
+      const [m, k] = a.shape.slice(-2);
+      if (allowSwap && prefersSwappedPlainProduct(m, k, b.shape[b.shape.length - 1])) return swappedPlainProduct(original, a, b, backend);
+      return original(args as unknown as Parameters<tf.KernelFunc>[0]);
+    }
+    if (allowSwap && !transposeA) {
       const [m, k] = a.shape.slice(-2);
       if (prefersSwappedProduct(m, k, b.shape[b.shape.length - 2])) return swappedProduct(original, a, b, backend);
     }
@@ -145,6 +150,36 @@ export function prefersSwappedProduct(m: number, k: number, n: number): boolean 
   const direct = transpose(n, k) + PACK_COST * k * n;
   const swapped = transpose(m, k) + PACK_COST * m * k + transpose(n, m);
   return swapped < direct;
+}
+
+/**
+ * Per-element cost (same unit as PACK_COST) of transposing one operand for the untransposed
+ * product below: measured 0.6 ms for the stock Transpose of a tall [5408,128] and 0.2 ms for the
+ * JS one of a wide [32,5408], against about 3 ms to pack the [5408,128] right operand.
+ */
+const PLAIN_TRANSPOSE_COST = 1;
+
+/**
+ * For an untransposed a @ b with a [M,K] and b [K,N]: XNNPACK packs b (K*N elements, with a
+ * strided transposing read) on every call. (b^T @ a^T)^T packs a^T instead (M*K) for three
+ * transposes. It wins when b is the big operand, e.g. a dense layer's forward product at a small
+ * batch: x [32,5408] @ W [5408,128] (not at batch 128, where x is as big as W).
+ */
+export function prefersSwappedPlainProduct(m: number, k: number, n: number): boolean {
+  const transpose = (rows: number, cols: number): number => (rows === 1 || cols === 1 ? 0 : PLAIN_TRANSPOSE_COST * rows * cols);
+  const direct = PACK_COST * k * n;
+  const swapped = transpose(k, n) + transpose(m, k) + PACK_COST * m * k + transpose(n, m);
+  return swapped < direct;
+}
+
+/** a @ b computed as (b^T @ a^T)^T, i.e. a @ (b^T)^T through swappedProduct. Plain BatchMatMul only. */
+function swappedPlainProduct(original: tf.KernelFunc, a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm): tf.TensorInfo {
+  const bT = transposeInner(b, backend);
+  try {
+    return swappedProduct(original, a, bT.info, backend);
+  } finally {
+    bT.release();
+  }
 }
 
 /** a @ b^T computed as (b @ a^T)^T; both have batch size 1. Plain BatchMatMul only (no bias). */

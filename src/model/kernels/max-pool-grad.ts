@@ -13,11 +13,15 @@
  * nowhere, exactly like the cpu backend. Interior 2x2 windows (the usual 2x2
  * stride 2 pooling) are unrolled. Overlapping windows simply accumulate.
  *
+ * The usual 2x2 stride 2 pooling with channels a multiple of 4 runs in wasm SIMD (simd.ts) when
+ * the engine has it, with the same results.
+ *
  * Non-float32 or non-rank-4 inputs are delegated to the stock kernel function,
  * captured before the stock registration is replaced.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { simdKernelsFor, type SimdKernels } from './simd.js';
 
 type Pool2DInfo = tf.backend_util.Conv2DInfo;
 type Shape4 = [number, number, number, number];
@@ -60,6 +64,46 @@ function routeClipped(xv: Float32Array, dyv: Float32Array, dxv: Float32Array, in
       }
     }
     if (at >= 0) dxv[at] += dyv[o + d];
+  }
+}
+
+/**
+ * True when the windows are 2x2, stride 2, unpadded and inside the image (the usual pooling):
+ * they tile the image without overlap, so each covered dx cell belongs to exactly one window.
+ */
+export function isTiled2x2(info: Pool2DInfo): boolean {
+  return info.filterHeight === 2 && info.filterWidth === 2 && info.strideHeight === 2 && info.strideWidth === 2 &&
+    info.padInfo.top === 0 && info.padInfo.left === 0 && 2 * info.outHeight <= info.inHeight && 2 * info.outWidth <= info.inWidth;
+}
+
+/**
+ * The tiled 2x2 case (isTiled2x2) with channels a multiple of 4, in wasm SIMD (simd.ts): every
+ * window writes all four of its dx cells (dy at the argmax, 0 elsewhere: the same first-maximum
+ * rule as route2x2); the rows and columns no window covers are zero-filled here.
+ */
+function maxPoolGrad2x2Simd(simd: SimdKernels, backend: BackendWasm, input: tf.TensorInfo, dy: tf.TensorInfo, dx: tf.TensorInfo, info: Pool2DInfo): void {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const x0 = backend.getMemoryOffset(input.dataId);
+  const dx0 = backend.getMemoryOffset(dx.dataId);
+  const dy0 = backend.getMemoryOffset(dy.dataId);
+  const rowBytes = W * C * 4;
+  for (let b = 0; b < B; b++) {
+    for (let yr = 0; yr < OH; yr++) {
+      const r = (b * H + 2 * yr) * rowBytes;
+      simd.maxPoolGrad2x2Row(x0 + r, x0 + r + rowBytes, dx0 + r, dx0 + r + rowBytes, dy0 + (b * OH + yr) * OW * C * 4, OW, C);
+    }
+  }
+  if (2 * OW === W && 2 * OH === H) return;
+  const dxv = backend.typedArrayFromHeap(dx) as Float32Array;
+  const rowStride = W * C;
+  for (let b = 0; b < B; b++) {
+    if (2 * OW < W) {
+      for (let r = 0; r < 2 * OH; r++) {
+        const start = (b * H + r) * rowStride;
+        dxv.fill(0, start + 2 * OW * C, start + rowStride);
+      }
+    }
+    if (2 * OH < H) dxv.fill(0, (b * H + 2 * OH) * rowStride, (b + 1) * H * rowStride);
   }
 }
 
@@ -107,6 +151,11 @@ export function withJsMaxPoolGrad(stock: tf.KernelFunc): tf.KernelFunc {
       throw new Error(`MaxPoolGrad(wasm): dy shape [${dy.shape}] does not match expected [${expected}]`);
     }
     const dx = backend.makeOutput([...input.shape], 'float32');
+    const simd = isTiled2x2(info) && info.inChannels % 4 === 0 ? simdKernelsFor(backend) : undefined;
+    if (simd) {
+      maxPoolGrad2x2Simd(simd, backend, input, dy, dx, info);
+      return dx;
+    }
     // Views are taken after the allocation: heap growth detaches older views.
     const dxv = backend.typedArrayFromHeap(dx) as Float32Array;
     dxv.fill(0);

@@ -9,11 +9,14 @@
  * streaming pass over the heap. We accumulate in float64, in row order, which
  * is exactly what the tfjs cpu backend computes (it also sums in a double).
  *
+ * Column counts that are a multiple of 8 are summed in wasm SIMD (simd.ts), bitwise the same.
+ *
  * Any other case (non-float32, other axis sets, duplicates) is delegated to
  * the stock kernel function captured before the stock registration is replaced.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { simdKernelsFor } from './simd.js';
 
 interface SumArgs {
   inputs: { x: tf.TensorInfo };
@@ -82,6 +85,35 @@ export function sumColumns(xv: Float32Array, n: number, m: number, out: Float32A
   for (let j = 0; j < m; j++) out[j] = acc[j];
 }
 
+/**
+ * sumColumns in wasm SIMD (simd.ts), for m a multiple of 8: the same float64 sums in the same
+ * row order, so bitwise the same result. Returns false (nothing written) when SIMD is unavailable.
+ */
+function sumColumnsSimd(backend: BackendWasm, x: tf.TensorInfo, n: number, m: number, out: tf.TensorInfo): boolean {
+  const simd = simdKernelsFor(backend);
+  if (!simd) return false;
+  // The float64 accumulators live in a scratch heap tensor (8 bytes per column).
+  const scratchInfo = backend.makeOutput([2 * m], 'float32');
+  try {
+    const acc = backend.getMemoryOffset(scratchInfo.dataId);
+    if (acc % 8 !== 0) return false;
+    new Float64Array((backend.typedArrayFromHeap(scratchInfo) as Float32Array).buffer, acc, m).fill(0);
+    const x0 = backend.getMemoryOffset(x.dataId);
+    const rows = blockRows(m);
+    for (let i0 = 0; i0 < n; i0 += rows) {
+      const count = Math.min(rows, n - i0);
+      for (let j = 0; j < m; j += 8) simd.sumColumns8(x0 + (i0 * m + j) * 4, count, m * 4, acc + j * 8);
+    }
+    // Views are taken after every allocation: heap growth detaches older views.
+    const sums = new Float64Array((backend.typedArrayFromHeap(scratchInfo) as Float32Array).buffer, acc, m);
+    const outV = backend.typedArrayFromHeap(out) as Float32Array;
+    for (let j = 0; j < m; j++) outV[j] = sums[j]!;
+    return true;
+  } finally {
+    backend.disposeData(scratchInfo.dataId);
+  }
+}
+
 /** Wraps the stock Sum kernel function with the leading-axes fast path. */
 export function withLeadingAxesFastPath(stock: tf.KernelFunc): tf.KernelFunc {
   const kernelFunc = (args: SumArgs): tf.TensorInfo => {
@@ -94,6 +126,7 @@ export function withLeadingAxesFastPath(stock: tf.KernelFunc): tf.KernelFunc {
     const m = kept.reduce((p, d) => p * d, 1);
     const outShape = attrs.keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : kept;
     const out = backend.makeOutput(outShape, 'float32');
+    if (m > 0 && m % 8 === 0 && n > 0 && sumColumnsSimd(backend, x, n, m, out)) return out;
     if (m > 0) {
       // Views are taken after the allocation: heap growth detaches older views.
       const outV = backend.typedArrayFromHeap(out) as Float32Array;

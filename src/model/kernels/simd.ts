@@ -1,0 +1,268 @@
+/**
+ * A few inner loops in WebAssembly SIMD, running directly on the wasm backend's heap.
+ *
+ * The JS kernels of this folder (MaxPoolGrad, the bias-gradient Sum) work one float at a time,
+ * about 3-5 ns per element; the same loops over f32x4 lanes are several times faster. The
+ * module is assembled here from its bytes (no toolchain, no file to ship) and instantiated
+ * against the tfjs wasm backend's own `WebAssembly.Memory`, so it reads and writes tensors
+ * where they live: pointers are the backend's memory offsets.
+ *
+ * `simdKernelsFor(backend)` is the one place this is chosen: undefined when the engine lacks
+ * SIMD, the backend's memory is not reachable, or it is shared (threaded build); callers then
+ * keep their JS loops. Results are bitwise those of the JS loops (same comparisons, same float64
+ * summation order).
+ */
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+export interface SimdKernels {
+  /**
+   * One row of 2x2 stride-2 max-pool windows (see maxPoolGrad2x2Tiled in max-pool-grad.ts):
+   * input rows at byte offsets x0, x1 (= x0 + rowBytes), their dx rows at dx0, dx1, the row's
+   * dy at dy; `windows` windows of `channels` floats (a multiple of 4) each.
+   */
+  maxPoolGrad2x2Row(x0: number, x1: number, dx0: number, dx1: number, dy: number, windows: number, channels: number): void;
+  /**
+   * acc[j] += sum over rows i < n of x[i * strideBytes/4 + j] for j < 8, in row order, in
+   * float64: x at byte offset `x`, the 8 float64 accumulators at byte offset `acc`.
+   */
+  sumColumns8(x: number, n: number, strideBytes: number, acc: number): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal assembler: just what the two functions below need.
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+const op = {
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  br: (depth: number) => [0x0c, ...uleb(depth)],
+  brIf: (depth: number) => [0x0d, ...uleb(depth)],
+  get: (i: number) => [0x20, ...uleb(i)],
+  set: (i: number) => [0x21, ...uleb(i)],
+  tee: (i: number) => [0x22, ...uleb(i)],
+  i32: (n: number) => [0x41, ...sleb(n)],
+  i32Add: [0x6a],
+  i32Sub: [0x6b],
+  i32Eqz: [0x45],
+  f32: (x: number) => [0x43, ...new Uint8Array(Float32Array.of(x).buffer)],
+  simd: (code: number) => [0xfd, ...uleb(code)],
+};
+const v = {
+  load: (offset = 0) => [...op.simd(0x00), 0x04, ...uleb(offset)],
+  store: (offset = 0) => [...op.simd(0x0b), 0x04, ...uleb(offset)],
+  shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
+  f32x4Splat: op.simd(0x13),
+  f32x4Gt: op.simd(0x44),
+  and: op.simd(0x4e),
+  andNot: op.simd(0x4f),
+  or: op.simd(0x50),
+  bitselect: op.simd(0x52),
+  f64x2PromoteLow: op.simd(0x5f),
+  f64x2Add: op.simd(0xf0),
+};
+
+/** `local = local + delta` (delta: a local index or a constant). */
+function bump(local: number, delta: { local: number } | { constant: number }): number[] {
+  return [...op.get(local), ...('local' in delta ? op.get(delta.local) : op.i32(delta.constant)), ...op.i32Add, ...op.set(local)];
+}
+
+/** `do { body } while (--counter != 0)`; the counter must start above zero. */
+function countdown(counter: number, body: number[]): number[] {
+  return [...op.loop, ...body, ...op.get(counter), ...op.i32(1), ...op.i32Sub, ...op.tee(counter), ...op.brIf(0), ...op.end];
+}
+
+/** `if (counter != 0) countdown(...)`. */
+function guardedCountdown(counter: number, body: number[]): number[] {
+  return [...op.block, ...op.get(counter), ...op.i32Eqz, ...op.brIf(0), ...countdown(counter, body), ...op.end];
+}
+
+interface FunctionDef {
+  name: string;
+  params: number;
+  /** Extra locals, in order after the params: [count, type]. */
+  locals: Array<[number, number]>;
+  body: number[];
+}
+
+function maxPoolGrad2x2RowDef(): FunctionDef {
+  // params: x0 x1 dx0 dx1 dy windows channels
+  const [X0, X1, DX0, DX1, DY, WIN, CH] = [0, 1, 2, 3, 4, 5, 6];
+  // i32 locals: cBytes, vecs (channels / 4), inner counter
+  const [CB, VECS, K] = [7, 8, 9];
+  // v128 locals
+  const [NEG, A, B, C, D, BEST, C0, C1, C2, C3, G, T] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
+  const gt = (val: number, flag: number) => [...op.get(val), ...op.get(BEST), ...v.f32x4Gt, ...op.set(flag)];
+  const take = (val: number, flag: number) => [...op.get(val), ...op.get(BEST), ...op.get(flag), ...v.bitselect, ...op.set(BEST)];
+  const storeMasked = (addr: number, extra: boolean, mask: number[]) => [
+    ...op.get(addr), ...(extra ? [...op.get(CB), ...op.i32Add] : []),
+    ...op.get(G), ...mask, ...v.and, ...v.store(),
+  ];
+  const load = (addr: number, extra: boolean, into: number) => [
+    ...op.get(addr), ...(extra ? [...op.get(CB), ...op.i32Add] : []), ...v.load(), ...op.set(into),
+  ];
+  const vector = [
+    ...load(X0, false, A), ...load(X0, true, B), ...load(X1, false, C), ...load(X1, true, D),
+    ...op.get(DY), ...v.load(), ...op.set(G),
+    // c0 = a > -inf; best = c0 ? a : -inf; then each later cell wins only when strictly greater.
+    ...op.get(A), ...op.get(NEG), ...v.f32x4Gt, ...op.set(C0),
+    ...op.get(A), ...op.get(NEG), ...op.get(C0), ...v.bitselect, ...op.set(BEST),
+    ...gt(B, C1), ...take(B, C1),
+    ...gt(C, C2), ...take(C, C2),
+    ...gt(D, C3),
+    // winners: d if c3; c if c2 & !c3; b if c1 & !(c2|c3); a if c0 & !(c1|c2|c3).
+    ...storeMasked(DX1, true, op.get(C3)),
+    ...storeMasked(DX1, false, [...op.get(C2), ...op.get(C3), ...v.andNot]),
+    ...op.get(C2), ...op.get(C3), ...v.or, ...op.set(T),
+    ...storeMasked(DX0, true, [...op.get(C1), ...op.get(T), ...v.andNot]),
+    ...op.get(C1), ...op.get(T), ...v.or, ...op.set(T),
+    ...storeMasked(DX0, false, [...op.get(C0), ...op.get(T), ...v.andNot]),
+    ...bump(X0, { constant: 16 }), ...bump(X1, { constant: 16 }), ...bump(DX0, { constant: 16 }), ...bump(DX1, { constant: 16 }), ...bump(DY, { constant: 16 }),
+  ];
+  const window = [
+    ...op.get(VECS), ...op.set(K),
+    ...countdown(K, vector),
+    // Skip each row's second cell of the window (already handled through +cBytes).
+    ...bump(X0, { local: CB }), ...bump(X1, { local: CB }), ...bump(DX0, { local: CB }), ...bump(DX1, { local: CB }),
+  ];
+  const body = [
+    ...op.f32(-Infinity), ...v.f32x4Splat, ...op.set(NEG),
+    ...op.get(CH), ...op.get(CH), ...op.i32Add, ...op.get(CH), ...op.get(CH), ...op.i32Add, ...op.i32Add, ...op.set(CB), // channels * 4
+    ...op.get(CH), ...op.i32(2), 0x76 /* i32.shr_u */, ...op.set(VECS),
+    ...op.block, ...op.get(VECS), ...op.i32Eqz, ...op.brIf(0),
+    ...guardedCountdown(WIN, window),
+    ...op.end,
+  ];
+  return { name: 'maxPoolGrad2x2Row', params: 7, locals: [[3, I32], [12, V128]], body };
+}
+
+function sumColumns8Def(): FunctionDef {
+  // params: x n strideBytes acc
+  const [X, N, STRIDE, ACC] = [0, 1, 2, 3];
+  const [S0, S1, S2, S3, LO, HI] = [4, 5, 6, 7, 8, 9];
+  const high = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+  const addHalf = (acc: number, vec: number, hi: boolean) => [
+    ...op.get(acc), ...op.get(vec), ...(hi ? [...op.get(vec), ...v.shuffle(high)] : []), ...v.f64x2PromoteLow, ...v.f64x2Add, ...op.set(acc),
+  ];
+  const row = [
+    ...op.get(X), ...v.load(0), ...op.set(LO),
+    ...op.get(X), ...v.load(16), ...op.set(HI),
+    ...addHalf(S0, LO, false), ...addHalf(S1, LO, true), ...addHalf(S2, HI, false), ...addHalf(S3, HI, true),
+    ...bump(X, { local: STRIDE }),
+  ];
+  const body = [
+    ...op.get(ACC), ...v.load(0), ...op.set(S0),
+    ...op.get(ACC), ...v.load(16), ...op.set(S1),
+    ...op.get(ACC), ...v.load(32), ...op.set(S2),
+    ...op.get(ACC), ...v.load(48), ...op.set(S3),
+    ...guardedCountdown(N, row),
+    ...op.get(ACC), ...op.get(S0), ...v.store(0),
+    ...op.get(ACC), ...op.get(S1), ...v.store(16),
+    ...op.get(ACC), ...op.get(S2), ...v.store(32),
+    ...op.get(ACC), ...op.get(S3), ...v.store(48),
+  ];
+  return { name: 'sumColumns8', params: 4, locals: [[6, V128]], body };
+}
+
+function section(id: number, content: number[]): number[] {
+  return [id, ...uleb(content.length), ...content];
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function str(s: string): number[] {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+/** The module's bytes: imports env.memory, exports the functions (all i32 params, no results). */
+export function assembleSimdModule(): Uint8Array {
+  const defs = [maxPoolGrad2x2RowDef(), sumColumns8Def()];
+  const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
+  const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
+  const functions = defs.map((_, i) => uleb(i));
+  const exports = defs.map((d, i) => [...str(d.name), 0x00, ...uleb(i)]);
+  const code = defs.map((d) => {
+    const fn = [...vec(d.locals.map(([n, t]) => [...uleb(n), t])), ...d.body, ...op.end];
+    return [...uleb(fn.length), ...fn];
+  });
+  return Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec(types)),
+    ...section(2, vec(imports)),
+    ...section(3, vec(functions)),
+    ...section(7, vec(exports)),
+    ...section(10, vec(code)),
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The bits of the WebAssembly JS API used here (the project's TypeScript lib has no DOM types). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+interface WasmApi {
+  Memory: abstract new (...args: never[]) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** Instances per backend memory (a backend re-created by setBackend gets a new one). */
+const instances = new WeakMap<WasmMemory, SimdKernels | null>();
+
+/** Switch for tests and comparisons: false keeps every caller on its JS loops. */
+export const simdTuning = { enabled: true };
+
+function memoryOf(backend: BackendWasm): WasmMemory | undefined {
+  const asm = (backend.wasm as unknown as { asm?: { memory?: unknown } }).asm;
+  const memory = asm?.memory;
+  return wasmApi !== undefined && memory instanceof wasmApi.Memory ? memory : undefined;
+}
+
+/** The SIMD kernels bound to `backend`'s heap, or undefined (callers keep their JS loops). */
+export function simdKernelsFor(backend: BackendWasm): SimdKernels | undefined {
+  if (!simdTuning.enabled) return undefined;
+  const memory = memoryOf(backend);
+  if (memory === undefined || (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer)) return undefined;
+  let kernels = instances.get(memory);
+  if (kernels === undefined) {
+    try {
+      const instance = new wasmApi!.Instance(new wasmApi!.Module(assembleSimdModule()), { env: { memory } });
+      kernels = instance.exports as unknown as SimdKernels;
+    } catch {
+      kernels = null; // no SIMD in this engine
+    }
+    instances.set(memory, kernels);
+  }
+  return kernels ?? undefined;
+}

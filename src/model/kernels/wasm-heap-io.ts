@@ -1,0 +1,28 @@
+/**
+ * Synchronous, copy-free reads of float32 tensors that live in the wasm backend's heap.
+ *
+ * On wasm, `data()`/`dataSync()` copy a tensor out of the heap into a fresh array (garbage the
+ * next GC must sweep: 2.8 MB of gradients per step for the reference CNN). The heap is ordinary
+ * memory, so a caller that copies the values somewhere anyway (a flat gradient buffer) can read
+ * them through a short-lived view instead. Views must be used at once: the heap can grow (and
+ * detach older views) on the next allocation.
+ *
+ * `heapViewReader()` is the one place this fast path is chosen: it returns a reader only when the
+ * active backend is the wasm backend; everywhere else (webgpu, tensorflow, cpu) callers keep the
+ * generic asynchronous `data()` path.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+/** Returns a heap view of a float32 tensor's values, or undefined when it cannot (then use data()). */
+export type HeapViewReader = (t: tf.Tensor) => Float32Array | undefined;
+
+export function heapViewReader(): HeapViewReader | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined;
+  const backend = tf.backend() as BackendWasm;
+  if (typeof backend.typedArrayFromHeap !== 'function' || backend.dataIdMap == null) return undefined;
+  return (t) => {
+    if (t.dtype !== 'float32' || t.isDisposed || !backend.dataIdMap.has(t.dataId)) return undefined;
+    return backend.typedArrayFromHeap(t) as Float32Array;
+  };
+}
