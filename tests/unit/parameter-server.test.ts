@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { Adam } from '../../src/ps/adam.js';
+import { createShardKernel } from '../../src/ps/shard-kernel.js';
 import { GradientAggregator, NonFiniteGradientError } from '../../src/ps/aggregator.js';
 import { ParameterServer } from '../../src/ps/parameter-server.js';
 import { StepBarrier } from '../../src/ps/step-barrier.js';
@@ -54,11 +55,10 @@ describe('Adam on the parameter server', () => {
     }
   });
 
-  it('sums straight into its own gradient buffer (no copy) and still reads other buffers', () => {
+  it('reads the sum from its kernel without a copy, and other buffers by copying', () => {
     const n = 10;
     const adam = new Adam(n);
-    const direct = adam.gradientBuffer!;
-    expect(direct.length).toBe(n);
+    const direct = adam.kernel.g;
     direct.set(randomArray(n, 3));
     const copy = direct.slice();
     const w1 = randomArray(n, 4);
@@ -67,6 +67,28 @@ describe('Adam on the parameter server', () => {
     const other = new Adam(n);
     other.apply(w2, copy, 2);
     expect(Array.from(w1)).toEqual(Array.from(w2));
+  });
+});
+
+describe('the shard kernel', () => {
+  it('sums in WebAssembly SIMD bitwise as in JavaScript, and flags NaN and ±Inf in either', () => {
+    for (const n of [3, 8, 1003]) {
+      const fast = createShardKernel(n);
+      const slow = createShardKernel(n, false);
+      expect([fast.simd, slow.simd]).toEqual([true, false]);
+      const inputs = [0, 1, 2].map((k) => randomArray(n, 50 + k));
+      inputs.forEach((x, k) => {
+        expect(fast.accumulate(x, 7 + k, k === 0)).toBe(true);
+        expect(slow.accumulate(x, 7 + k, k === 0)).toBe(true);
+      });
+      expect(Buffer.from(fast.g.buffer, fast.g.byteOffset, fast.g.byteLength).equals(Buffer.from(slow.g.buffer, slow.g.byteOffset, slow.g.byteLength))).toBe(true);
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const x = randomArray(n, 9);
+        x[n - 1] = bad; // the last element: a lane next to the padding
+        expect(fast.accumulate(x, 1, false)).toBe(false);
+        expect(slow.accumulate(x, 1, false)).toBe(false);
+      }
+    }
   });
 });
 

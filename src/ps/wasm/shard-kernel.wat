@@ -1,6 +1,11 @@
-;; Adam over float32 buffers, four lanes at a time (WebAssembly SIMD). Compiled to
-;; src/ps/generated/adam-wasm.ts by scripts/gen-wasm.mjs (npm run gen).
+;; A parameter-server shard's per-step work over float32 buffers, four lanes at a time
+;; (WebAssembly SIMD). Compiled to src/ps/generated/shard-kernel-wasm.ts by scripts/gen-wasm.mjs
+;; (npm run gen). src/ps/shard-kernel.ts has the same rules in JavaScript, bitwise equal.
 ;;
+;; accumulate: acc = scale * x (first) or acc + scale * x, and whether x holds NaN or +-Inf
+;; (x * 0 is 0 for finite x and NaN otherwise).
+;;
+;; adam:
 ;;   g = sum / total
 ;;   m = beta1 * m + (1 - beta1) * g
 ;;   v = beta2 * v + ((1 - beta2) * g) * g
@@ -9,6 +14,25 @@
 ;; `n` counts floats and is a multiple of 4; the caller pads every buffer to that size.
 (module
   (memory (export "memory") 1)
+  (func (export "accumulate")
+    (param $n i32) (param $acc i32) (param $x i32) (param $scale f32) (param $first i32) (result i32)
+    (local $end i32) (local $S v128) (local $chk v128) (local $xv v128)
+    (local.set $end (i32.add (local.get $acc) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $S (f32x4.splat (local.get $scale)))
+    (local.set $chk (f32x4.splat (f32.const 0)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $acc) (local.get $end)))
+        (local.set $xv (v128.load (local.get $x)))
+        (local.set $chk (f32x4.add (local.get $chk) (f32x4.mul (local.get $xv) (f32x4.splat (f32.const 0)))))
+        (if (local.get $first)
+          (then (v128.store (local.get $acc) (f32x4.mul (local.get $S) (local.get $xv))))
+          (else (v128.store (local.get $acc)
+            (f32x4.add (v128.load (local.get $acc)) (f32x4.mul (local.get $S) (local.get $xv))))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 16)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (f32x4.ne (local.get $chk) (local.get $chk))))
   (func (export "adam")
     (param $n i32) (param $w i32) (param $g i32) (param $m i32) (param $v i32)
     (param $total f32) (param $beta1 f32) (param $b1c f32) (param $beta2 f32) (param $b2c f32)
