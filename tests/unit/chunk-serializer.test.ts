@@ -29,7 +29,8 @@ function sample(member: string, n: number, offset: number): object {
 }
 
 /** The decoded message with its chunk's bytes replaced by their length and a checksum (deep-equal on 1 MiB buffers is slow). */
-function summary(decoded: Record<string, unknown>): unknown {
+function summary(message: object): unknown {
+  const decoded = message as Record<string, unknown>;
   const kind = decoded['kind'] as string;
   const inner = decoded[kind] as { chunk: { data: Buffer } };
   const data = inner.chunk.data;
