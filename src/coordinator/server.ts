@@ -13,6 +13,7 @@ import { AdmissionError, ProtocolError } from './errors.js';
 import { HealthService } from './health.js';
 import type { Membership } from './membership.js';
 import { failCall, WorkerSession, type AttachCall } from './worker-session.js';
+import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 
 /** Worker names: what fits a hostname or a Kubernetes pod name, and nothing else. */
 export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -34,10 +35,7 @@ export interface ServerSettings {
 }
 
 export class CoordinatorServer {
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    'grpc.max_send_message_length': 4 * 1024 * 1024,
-  });
+  private readonly server = new grpc.Server(serverOptions());
   port = 0;
   /** False once training ended: new workers are turned away. */
   accepting = true;
@@ -80,11 +78,13 @@ export class CoordinatorServer {
   }
 
   async start(host: string, port: number): Promise<number> {
+    raiseServerWindows(this.server, 'beforeBind');
     this.port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, serverCredentials(this.settings.tls), (err, bound) =>
         err ? reject(err) : resolve(bound),
       );
     });
+    raiseServerWindows(this.server, 'afterBind');
     this.startLivenessMonitor();
     return this.port;
   }

@@ -1,12 +1,14 @@
 /**
  * The sample-weighted mean of the workers' gradients, sum_r(n_r * g_r) / sum_r(n_r), summed in
  * rank order (never arrival order) so the result is bitwise reproducible. Averaging is float32;
- * the accumulator is allocated once. Non-finite values (NaN, ±Inf) are detected in the same
- * pass and reported per contribution, so a bad gradient is rejected before it touches weights.
+ * the accumulator is allocated once, in the shard kernel (SIMD where available). Non-finite
+ * values (NaN, ±Inf) are detected in the same pass and reported per contribution, so a bad
+ * gradient is rejected before it touches weights.
  *
  * The division by the sample count is left to the consumer (`sum` + `total`), which folds it
  * into its own pass: Adam reads `fround(sum[i] / total)`.
  */
+import { createShardKernel, type ShardKernel } from './shard-kernel.js';
 
 export interface Contribution {
   sampleCount: number;
@@ -28,32 +30,13 @@ export interface WeightedSum {
   total: number;
 }
 
-// x * 0 is 0 for finite x and NaN for NaN or ±Inf: the check rides along the summing pass.
-function assign(acc: Float32Array, values: Float32Array, n: number): number {
-  let check = 0;
-  for (let i = 0; i < acc.length; i++) {
-    const x = values[i]!;
-    acc[i] = n * x;
-    check += x * 0;
-  }
-  return check;
-}
-
-function accumulate(acc: Float32Array, values: Float32Array, n: number): number {
-  let check = 0;
-  for (let i = 0; i < acc.length; i++) {
-    const x = values[i]!;
-    acc[i] = acc[i]! + n * x;
-    check += x * 0;
-  }
-  return check;
-}
-
 export class GradientAggregator {
   private readonly acc: Float32Array;
 
-  constructor(readonly size: number) {
-    this.acc = new Float32Array(size);
+  /** `kernel`: where the sum is formed (shared with the shard's Adam, which reads it from there). */
+  constructor(readonly size: number, private readonly kernel: ShardKernel = createShardKernel(size)) {
+    if (kernel.size !== size) throw new RangeError(`kernel of ${kernel.size} floats for a sum over ${size}`);
+    this.acc = kernel.g;
   }
 
   /** `contributions` must be in rank order. */
@@ -64,9 +47,9 @@ export class GradientAggregator {
       const { sampleCount, values } = contributions[index]!;
       if (values.length !== this.size) throw new RangeError(`gradient has ${values.length} floats; expected ${this.size}`);
       if (sampleCount <= 0) continue;
-      const check = total === 0 ? assign(this.acc, values, sampleCount) : accumulate(this.acc, values, sampleCount);
+      const finite = this.kernel.accumulate(values, sampleCount, total === 0);
       total += sampleCount;
-      if (check !== 0) bad.push(index);
+      if (!finite) bad.push(index);
     }
     if (bad.length > 0) throw new NonFiniteGradientError(bad);
     if (total === 0) throw new RangeError('no samples in this step');

@@ -7,6 +7,7 @@
  */
 import type { AdamOptions } from './adam.js';
 import { NonFiniteGradientError, type Contribution } from './aggregator.js';
+import { createShardKernel } from './shard-kernel.js';
 import { VariableShard } from './shard.js';
 import { shardLayout, type ShardRange } from './shard-layout.js';
 
@@ -23,9 +24,17 @@ export class ParameterServer {
   private round = 0;
 
   constructor(initialWeights: Float32Array, optimizer: AdamOptions = {}, shardCount = 1) {
-    this.weights = Float32Array.from(initialWeights);
     this.layout = shardLayout(initialWeights.length, shardCount);
-    this.shards = this.layout.map((r) => new VariableShard(r, this.weights.subarray(r.offset, r.offset + r.length), optimizer));
+    if (this.layout.length === 1) {
+      // One shard: the weights live in its kernel's memory, so a step copies no weights.
+      const kernel = createShardKernel(initialWeights.length, optimizer.simd ?? true);
+      kernel.w.set(initialWeights);
+      this.weights = kernel.w;
+      this.shards = [new VariableShard(this.layout[0]!, this.weights, optimizer, kernel)];
+    } else {
+      this.weights = Float32Array.from(initialWeights);
+      this.shards = this.layout.map((r) => new VariableShard(r, this.weights.subarray(r.offset, r.offset + r.length), optimizer));
+    }
   }
 
   get size(): number {

@@ -15,6 +15,7 @@ import { ShardLostError } from './errors.js';
 import type { ShardState } from './shard.js';
 import type { ShardRange } from './shard-layout.js';
 import type { ExpectedSlice } from './slice-collector.js';
+import { clientChannelOptions } from '../rpc/flow-control.js';
 
 export interface PreparedAnswer {
   ok: boolean;
@@ -54,7 +55,7 @@ export class RemoteShard {
 
   constructor(private readonly options: RemoteShardOptions) {
     const Client = loadProto().tensorfleet.v1.ParameterShard;
-    this.client = new Client(options.address, channelCredentials(options.tls), { 'grpc.max_receive_message_length': 4 * 1024 * 1024 }) as unknown as RemoteShard['client'];
+    this.client = new Client(options.address, channelCredentials(options.tls), clientChannelOptions()) as unknown as RemoteShard['client'];
     this.lost = new Promise((resolve) => (this.markLost = resolve));
   }
 
@@ -67,7 +68,7 @@ export class RemoteShard {
   }
 
   /** Connects, sends Init and the state slice, and resolves with the shard's version once it is Ready. */
-  async init(base: { jobId: string; gradDtype: GradDtype; chunkBytes: number; adam: Required<AdamOptions> }, state: ShardState): Promise<number> {
+  async init(base: { jobId: string; gradDtype: GradDtype; chunkBytes: number; adam: Required<Omit<AdamOptions, 'simd'>> }, state: ShardState): Promise<number> {
     if (!this.call) await this.connect();
     const { range } = this.options;
     const { adam } = base;

@@ -18,6 +18,7 @@ import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { ShardStateError } from './errors.js';
 import { VariableShard } from './shard.js';
 import { SliceCollector } from './slice-collector.js';
+import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 
 type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
 type ExchangeCall = grpc.ServerDuplexStream<ShardUpload__Output, ShardDownload>;
@@ -37,7 +38,7 @@ function fail(call: ControlCall | ExchangeCall, code: grpc.status, details: stri
 }
 
 export class ShardServer {
-  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.max_send_message_length': 4 * 1024 * 1024 });
+  private readonly server = new grpc.Server(serverOptions());
   private readonly verifier: TokenVerifier;
   private readonly health = new HealthImplementation({ '': 'SERVING', [SHARD_SERVICE]: 'SERVING', liveness: 'SERVING' });
   private control: ControlCall | undefined;
@@ -65,9 +66,11 @@ export class ShardServer {
   }
 
   async start(host: string, port: number): Promise<number> {
+    raiseServerWindows(this.server, 'beforeBind');
     this.port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, serverCredentials(this.options.tls ?? {}), (err, bound) => (err ? reject(err) : resolve(bound)));
     });
+    raiseServerWindows(this.server, 'afterBind');
     return this.port;
   }
 

@@ -8,6 +8,7 @@
 import { Adam, type AdamOptions } from './adam.js';
 import { GradientAggregator, NonFiniteGradientError, type Contribution } from './aggregator.js';
 import { ShardStateError } from './errors.js';
+import { createShardKernel, type ShardKernel } from './shard-kernel.js';
 import type { ShardRange } from './shard-layout.js';
 
 export interface PrepareResult {
@@ -33,12 +34,15 @@ export class VariableShard {
   /** The round whose sum is prepared (undefined: none). */
   private prepared: { round: number; sum: Float32Array; total: number } | undefined;
 
-  /** `weights` (range.length elements) is used in place, not copied. */
-  constructor(readonly range: ShardRange, weights: Float32Array, optimizer: AdamOptions = {}) {
+  /**
+   * `weights` (range.length elements) is used in place, not copied; when it is `kernel.w` (see
+   * ParameterServer) a step copies no weights at all.
+   */
+  constructor(readonly range: ShardRange, weights: Float32Array, optimizer: AdamOptions = {}, kernel: ShardKernel = createShardKernel(range.length, optimizer.simd ?? true)) {
     if (weights.length !== range.length) throw new RangeError(`shard ${range.index} holds ${range.length} elements; got ${weights.length}`);
     this.weights = weights;
-    this.optimizer = new Adam(range.length, optimizer);
-    this.aggregator = new GradientAggregator(range.length);
+    this.optimizer = new Adam(range.length, optimizer, kernel);
+    this.aggregator = new GradientAggregator(range.length, kernel);
   }
 
   get size(): number {

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { CHUNK_ROUTES, chunkSerializer } from './chunk-serializer.js';
 // shard.proto imports training.proto, so its generated root type covers both files.
 import type { ProtoGrpcType } from './generated/shard.js';
 
@@ -22,9 +23,27 @@ export function loadProto(): ProtoGrpcType {
       defaults: true,
       oneofs: true,
     });
+    useChunkSerializers(definition);
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }
   return cached;
+}
+
+/** Chunk-carrying messages get the one-copy serializers (requests fresh, server responses in a reused buffer). */
+function useChunkSerializers(definition: protoLoader.PackageDefinition): void {
+  for (const [serviceName, methods] of Object.entries(CHUNK_ROUTES)) {
+    const service = definition[serviceName] as protoLoader.ServiceDefinition | undefined;
+    if (!service) throw new Error(`the wire contract has no service ${serviceName}`);
+    for (const [methodName, routes] of Object.entries(methods)) {
+      const method = service[methodName];
+      if (!method) throw new Error(`the wire contract has no method ${serviceName}.${methodName}`);
+      service[methodName] = {
+        ...method,
+        requestSerialize: chunkSerializer(method.requestSerialize as (v: object) => Buffer, routes.request, false),
+        responseSerialize: chunkSerializer(method.responseSerialize as (v: object) => Buffer, routes.response, true),
+      };
+    }
+  }
 }
 
 export type { CoordinatorClient } from './generated/tensorfleet/v1/Coordinator.js';

@@ -13,6 +13,7 @@ import { loadProto, type ShardDownload__Output, type ShardUpload } from '../rpc/
 import { channelCredentials, type TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
 import { RejectedError, UnexpectedMessageError } from './errors.js';
+import { clientChannelOptions } from '../rpc/flow-control.js';
 
 export interface ShardEndpointInfo {
   address: string;
@@ -31,7 +32,7 @@ class ShardLink {
 
   constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, weights: Float32Array, tls: TlsFiles) {
     const Client = loadProto().tensorfleet.v1.ParameterShard;
-    this.client = new Client(endpoint.address, channelCredentials(tls), { 'grpc.max_receive_message_length': 4 * 1024 * 1024 }) as unknown as ShardLink['client'];
+    this.client = new Client(endpoint.address, channelCredentials(tls), clientChannelOptions()) as unknown as ShardLink['client'];
     this.bytes = new Uint8Array(weights.buffer, weights.byteOffset + endpoint.offset * 4, endpoint.length * 4);
   }
 

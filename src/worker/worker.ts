@@ -21,6 +21,7 @@ import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { CoordinatorLostError, RejectedError, UnexpectedMessageError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { ShardLinks } from './shard-links.js';
+import { clientChannelOptions } from '../rpc/flow-control.js';
 
 export interface WorkerResult {
   /** True when the coordinator finished training; false when this worker left (signal). */
@@ -122,9 +123,7 @@ export class TrainingWorker {
   /** One Attach stream, from Hello to its end. Never throws for stream errors: it reports them. */
   private async session(signal?: AbortSignal): Promise<Outcome> {
     const proto = loadProto();
-    const client = new proto.tensorfleet.v1.Coordinator(this.options.coordinator, channelCredentials(this.options.tls), {
-      'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    });
+    const client = new proto.tensorfleet.v1.Coordinator(this.options.coordinator, channelCredentials(this.options.tls), clientChannelOptions());
     const call: Duplex = client.Attach(tokenMetadata(this.options.token));
     this.call = call;
     let welcomed = false;

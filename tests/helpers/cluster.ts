@@ -30,6 +30,11 @@ export async function trainInProcess(options: CoordinatorOptions): Promise<Clust
 }
 
 /** max_i |a_i - b_i| / max_i |b_i|, per the whole buffer. */
+/** The bytes of a typed array's own elements (a view may sit inside a larger buffer, such as a WebAssembly memory). */
+export function bytesOf(a: ArrayBufferView): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
 export function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) throw new RangeError('lengths differ');
   let diff = 0;

@@ -3,7 +3,7 @@
  * loopback gRPC on the wasm backend.
  */
 import { describe, expect, it } from 'vitest';
-import { maxRelativeDifference, trainInProcess } from '../helpers/cluster.js';
+import { bytesOf, maxRelativeDifference, trainInProcess } from '../helpers/cluster.js';
 
 describe('in-process cluster', () => {
   it('4 workers train the CNN: loss falls and accuracy clears what a broken gradient path could not', async () => {
@@ -35,9 +35,9 @@ describe('in-process cluster', () => {
     const options = { workers: 2, batchSize: 16, trainLimit: 320, testLimit: 100, seed: 3, model: 'mnist-cnn' } as const;
     const a = await trainInProcess(options);
     const b = await trainInProcess(options);
-    expect(Buffer.from(a.weights.buffer).equals(Buffer.from(b.weights.buffer))).toBe(true);
+    expect(bytesOf(a.weights).equals(bytesOf(b.weights))).toBe(true);
     const c = await trainInProcess({ ...options, seed: 4 });
-    expect(Buffer.from(a.weights.buffer).equals(Buffer.from(c.weights.buffer))).toBe(false);
+    expect(bytesOf(a.weights).equals(bytesOf(c.weights))).toBe(false);
   });
 
   it('float16 and bfloat16 gradients halve the bytes sent and stay close to the float32 trajectory', async () => {

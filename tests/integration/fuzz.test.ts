@@ -9,6 +9,7 @@ import { Coordinator } from '../../src/coordinator/trainer.js';
 import { tokenMetadata } from '../../src/rpc/auth.js';
 import { loadProto, type CoordinatorMessage__Output, type WorkerMessage } from '../../src/rpc/proto.js';
 import { TrainingWorker } from '../../src/worker/worker.js';
+import { bytesOf } from '../helpers/cluster.js';
 import { encodeWorkerMessage, mutate, prng, randomBytes, rawStream, validHello } from '../helpers/fuzz.js';
 
 const TOKEN = 'fuzz-token-0123456789';
@@ -81,7 +82,7 @@ describe('fuzzing the Attach RPC', () => {
       expect(outcomes.get('INVALID_ARGUMENT') ?? 0).toBeGreaterThan(0);
       // Malformed bytes are the client's fault: INVALID_ARGUMENT, never INTERNAL.
       expect(outcomes.get('INTERNAL') ?? 0).toBe(0);
-      expect(Buffer.from(coordinator.weights.buffer).equals(initial)).toBe(true);
+      expect(bytesOf(coordinator.weights).equals(initial)).toBe(true);
 
       // Phase B: a fuzz member takes part in real steps and answers them with bad gradients.
       workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id: 'real-0', token: TOKEN }));
@@ -125,7 +126,7 @@ describe('fuzzing the Attach RPC', () => {
       // A gradient for another round is dropped as stale; that member then stays silent and is
       // removed by the heartbeat timeout. Every other bad answer ends the stream at once.
       expect(codes).toEqual(['DEADLINE_EXCEEDED', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
-      expect(Buffer.from(coordinator.weights.buffer).equals(initial)).toBe(true);
+      expect(bytesOf(coordinator.weights).equals(initial)).toBe(true);
 
       // Phase C: with a second real worker, training goes on and converges.
       workers.push(new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id: 'real-1', token: TOKEN }));

@@ -11,7 +11,7 @@ import { loadMnist } from '../../src/data/mnist.js';
 import { selectBackend, type BackendInfo } from '../../src/model/backend.js';
 import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
-import { maxRelativeDifference, trainInProcess } from '../helpers/cluster.js';
+import { bytesOf, maxRelativeDifference, trainInProcess } from '../helpers/cluster.js';
 import { NEEDS_VULKAN } from '../helpers/webgpu.js';
 
 /**
@@ -139,7 +139,7 @@ describe('webgpu backend (Dawn)', { timeout: 600_000 }, () => {
     const b = await trainInProcess(options);
     const rel = maxRelativeDifference(a.weights, b.weights);
     console.log(`webgpu determinism: max|a-b|/max|b| between two identical runs = ${rel}`);
-    expect(Buffer.from(a.weights.buffer).equals(Buffer.from(b.weights.buffer))).toBe(true);
+    expect(bytesOf(a.weights).equals(bytesOf(b.weights))).toBe(true);
   });
 
   it('equivalence: 2 workers x batch 8 follow 1 worker x batch 16 on webgpu for 10 steps', async () => {

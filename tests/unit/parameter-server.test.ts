@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { Adam } from '../../src/ps/adam.js';
+import { createShardKernel } from '../../src/ps/shard-kernel.js';
 import { GradientAggregator, NonFiniteGradientError } from '../../src/ps/aggregator.js';
 import { ParameterServer } from '../../src/ps/parameter-server.js';
 import { StepBarrier } from '../../src/ps/step-barrier.js';
@@ -12,11 +13,12 @@ function randomArray(n: number, seed: number): Float32Array {
 }
 
 describe('Adam on the parameter server', () => {
-  it('matches tf.train.adam step for step', async () => {
+  it.each([true, false])('matches tf.train.adam step for step (simd %s)', async (simd) => {
     await tf.setBackend('cpu');
     const n = 257;
     const w = randomArray(n, 1);
-    const adam = new Adam(n, { lr: 0.01 });
+    const adam = new Adam(n, { lr: 0.01, simd });
+    expect(adam.usesSimd).toBe(simd);
     // slice(): the cpu backend would otherwise share `w`'s memory with the variable
     const variable = tf.variable(tf.tensor1d(w.slice()));
     const reference = tf.train.adam(0.01, 0.9, 0.999, 1e-7);
@@ -28,11 +30,65 @@ describe('Adam on the parameter server', () => {
     const expected = await variable.data();
     let maxDiff = 0;
     for (let i = 0; i < n; i++) maxDiff = Math.max(maxDiff, Math.abs(expected[i]! - w[i]!));
-    // float32 rounding differs (tfjs rounds every op; this rounds once): ~1e-6 over moves of ~0.25
+    // float32 rounding differs in places (tfjs computes 1 - beta^t and the bias corrections in float32): ~1e-6 over moves of ~0.25
     expect(maxDiff).toBeLessThan(1e-5);
     expect(adam.iterations).toBe(25);
     variable.dispose();
     reference.dispose();
+  });
+
+  it('gives bitwise the same weights and slots in WebAssembly SIMD as in JavaScript, for sizes not a multiple of 4', () => {
+    for (const n of [1, 6, 1001]) {
+      const fast = new Adam(n, { lr: 0.003 });
+      const slow = new Adam(n, { lr: 0.003, simd: false });
+      const a = randomArray(n, 7);
+      const b = a.slice();
+      for (let step = 0; step < 30; step++) {
+        // Sums over 3 samples, including exact zeros (padding lanes must not leak into real ones).
+        const g = randomArray(n, 300 + step).map((x, i) => (i % 5 === 0 ? 0 : 3 * x));
+        fast.apply(a, g, 3);
+        slow.apply(b, g, 3);
+      }
+      expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))).toBe(true);
+      expect(Array.from(fast.m)).toEqual(Array.from(slow.m));
+      expect(Array.from(fast.v)).toEqual(Array.from(slow.v));
+    }
+  });
+
+  it('reads the sum from its kernel without a copy, and other buffers by copying', () => {
+    const n = 10;
+    const adam = new Adam(n);
+    const direct = adam.kernel.g;
+    direct.set(randomArray(n, 3));
+    const copy = direct.slice();
+    const w1 = randomArray(n, 4);
+    const w2 = w1.slice();
+    adam.apply(w1, direct, 2);
+    const other = new Adam(n);
+    other.apply(w2, copy, 2);
+    expect(Array.from(w1)).toEqual(Array.from(w2));
+  });
+});
+
+describe('the shard kernel', () => {
+  it('sums in WebAssembly SIMD bitwise as in JavaScript, and flags NaN and ±Inf in either', () => {
+    for (const n of [3, 8, 1003]) {
+      const fast = createShardKernel(n);
+      const slow = createShardKernel(n, false);
+      expect([fast.simd, slow.simd]).toEqual([true, false]);
+      const inputs = [0, 1, 2].map((k) => randomArray(n, 50 + k));
+      inputs.forEach((x, k) => {
+        expect(fast.accumulate(x, 7 + k, k === 0)).toBe(true);
+        expect(slow.accumulate(x, 7 + k, k === 0)).toBe(true);
+      });
+      expect(Buffer.from(fast.g.buffer, fast.g.byteOffset, fast.g.byteLength).equals(Buffer.from(slow.g.buffer, slow.g.byteOffset, slow.g.byteLength))).toBe(true);
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const x = randomArray(n, 9);
+        x[n - 1] = bad; // the last element: a lane next to the padding
+        expect(fast.accumulate(x, 1, false)).toBe(false);
+        expect(slow.accumulate(x, 1, false)).toBe(false);
+      }
+    }
   });
 });
 

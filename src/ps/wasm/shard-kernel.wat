@@ -1,0 +1,75 @@
+;; A parameter-server shard's per-step work over float32 buffers, four lanes at a time
+;; (WebAssembly SIMD). Compiled to src/ps/generated/shard-kernel-wasm.ts by scripts/gen-wasm.mjs
+;; (npm run gen). src/ps/shard-kernel.ts has the same rules in JavaScript, bitwise equal.
+;;
+;; accumulate: acc = scale * x (first) or acc + scale * x, and whether x holds NaN or +-Inf
+;; (x * 0 is 0 for finite x and NaN otherwise).
+;;
+;; adam:
+;;   g = sum / total
+;;   m = beta1 * m + (1 - beta1) * g
+;;   v = beta2 * v + ((1 - beta2) * g) * g
+;;   w = w - (lr * (m * c1)) / (sqrt(v * c2) + epsilon)
+;;
+;; `n` counts floats and is a multiple of 4; the caller pads every buffer to that size.
+(module
+  (memory (export "memory") 1)
+  (func (export "accumulate")
+    (param $n i32) (param $acc i32) (param $x i32) (param $scale f32) (param $first i32) (result i32)
+    (local $end i32) (local $S v128) (local $chk v128) (local $xv v128)
+    (local.set $end (i32.add (local.get $acc) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $S (f32x4.splat (local.get $scale)))
+    (local.set $chk (f32x4.splat (f32.const 0)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $acc) (local.get $end)))
+        (local.set $xv (v128.load (local.get $x)))
+        (local.set $chk (f32x4.add (local.get $chk) (f32x4.mul (local.get $xv) (f32x4.splat (f32.const 0)))))
+        (if (local.get $first)
+          (then (v128.store (local.get $acc) (f32x4.mul (local.get $S) (local.get $xv))))
+          (else (v128.store (local.get $acc)
+            (f32x4.add (v128.load (local.get $acc)) (f32x4.mul (local.get $S) (local.get $xv))))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 16)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $next)))
+    (v128.any_true (f32x4.ne (local.get $chk) (local.get $chk))))
+  (func (export "adam")
+    (param $n i32) (param $w i32) (param $g i32) (param $m i32) (param $v i32)
+    (param $total f32) (param $beta1 f32) (param $b1c f32) (param $beta2 f32) (param $b2c f32)
+    (param $lr f32) (param $c1 f32) (param $c2 f32) (param $eps f32)
+    (local $end i32)
+    (local $TOTAL v128) (local $B1 v128) (local $B1C v128) (local $B2 v128) (local $B2C v128)
+    (local $LR v128) (local $C1 v128) (local $C2 v128) (local $EPS v128)
+    (local $gi v128) (local $mi v128) (local $vi v128)
+    (local.set $end (i32.add (local.get $w) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $TOTAL (f32x4.splat (local.get $total)))
+    (local.set $B1 (f32x4.splat (local.get $beta1)))
+    (local.set $B1C (f32x4.splat (local.get $b1c)))
+    (local.set $B2 (f32x4.splat (local.get $beta2)))
+    (local.set $B2C (f32x4.splat (local.get $b2c)))
+    (local.set $LR (f32x4.splat (local.get $lr)))
+    (local.set $C1 (f32x4.splat (local.get $c1)))
+    (local.set $C2 (f32x4.splat (local.get $c2)))
+    (local.set $EPS (f32x4.splat (local.get $eps)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $gi (f32x4.div (v128.load (local.get $g)) (local.get $TOTAL)))
+        (local.set $mi
+          (f32x4.add (f32x4.mul (local.get $B1) (v128.load (local.get $m)))
+                     (f32x4.mul (local.get $B1C) (local.get $gi))))
+        (v128.store (local.get $m) (local.get $mi))
+        (local.set $vi
+          (f32x4.add (f32x4.mul (local.get $B2) (v128.load (local.get $v)))
+                     (f32x4.mul (f32x4.mul (local.get $B2C) (local.get $gi)) (local.get $gi))))
+        (v128.store (local.get $v) (local.get $vi))
+        (v128.store (local.get $w)
+          (f32x4.sub (v128.load (local.get $w))
+            (f32x4.div
+              (f32x4.mul (local.get $LR) (f32x4.mul (local.get $mi) (local.get $C1)))
+              (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $vi) (local.get $C2))) (local.get $EPS)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $g (i32.add (local.get $g) (i32.const 16)))
+        (local.set $m (i32.add (local.get $m) (i32.const 16)))
+        (local.set $v (i32.add (local.get $v) (i32.const 16)))
+        (br $next)))))
