@@ -96,7 +96,7 @@ describe('registerWasmKernels', () => {
     registerWasmKernels();
     const after = kernelNamesProvided().map((name) => tf.getKernel(name, 'wasm'));
     expect(kernelNamesProvided()).toEqual(
-      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Add']));
+      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Add', 'Conv2D']));
     after.forEach((config, i) => expect(config).toBe(before[i]));
     expect(after.every((config) => config != null)).toBe(true);
     expect(await tf.setBackend('wasm')).toBe(true);
@@ -157,6 +157,26 @@ describe('BatchMatMul / _FusedMatMul (wasm) match cpu', () => {
         bias: tf.tensor1d(biasV),
         activation: 'relu',
       })));
+      expect(diff).toBeLessThanOrEqual(TOL);
+    });
+  });
+});
+
+describe('Conv2D (wasm) matches cpu', () => {
+  // 3x3 single-channel unpadded: im2col + matmul; the others: the stock kernel.
+  const cases: Array<{ x: Shape4; filter: Shape4; strides: number | [number, number]; pad: 'valid' | 'same' | number; dilations?: number }> = [
+    { x: [8, 28, 28, 1], filter: [3, 3, 1, 32], strides: 1, pad: 'valid' },
+    { x: [3, 15, 13, 1], filter: [3, 3, 1, 8], strides: 2, pad: 'valid' },
+    { x: [1, 9, 11, 1], filter: [3, 3, 1, 5], strides: [1, 2], pad: 'valid' },
+    { x: [2, 10, 10, 1], filter: [3, 3, 1, 4], strides: 1, pad: 'same' },
+    { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 1, pad: 'valid' },
+    { x: [2, 12, 12, 1], filter: [3, 3, 1, 4], strides: 1, pad: 'valid', dilations: 2 },
+  ];
+  cases.forEach((c, i) => {
+    it(`x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${c.pad} dilations ${c.dilations ?? 1}`, async () => {
+      const xv = randomArray(size(c.x), 400 + i);
+      const fv = randomArray(size(c.filter), 500 + i);
+      const diff = await onBoth(() => tf.tidy(() => tf.conv2d(tf.tensor4d(xv, c.x), tf.tensor4d(fv, c.filter), c.strides, c.pad, 'NHWC', c.dilations ?? 1)));
       expect(diff).toBeLessThanOrEqual(TOL);
     });
   });

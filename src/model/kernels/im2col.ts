@@ -70,17 +70,24 @@ function im2colRows3x3Inside(xv: Float32Array, out: Float32Array, info: Conv2DIn
   }
 }
 
+/** True when im2colRows takes its unrolled path (im2colRows3x3Inside): 3x3x1, unpadded windows. */
+export function hasUnrolledIm2colRows(info: Conv2DInfo): boolean {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
+  const allInside = info.padInfo.top === 0 && info.padInfo.left === 0 && (OH - 1) * sh + FH <= H && (OW - 1) * sw + FW <= W;
+  return allInside && C === 1 && FH === 3 && FW === 3 && info.dilationHeight === 1 && info.dilationWidth === 1;
+}
+
 /** Writes patches of images [b0, b1) as rows: `out` is row-major [(b1-b0)*outH*outW, K]. */
 export function im2colRows(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
+  if (hasUnrolledIm2colRows(info)) {
+    im2colRows3x3Inside(xv, out, info, b0, b1);
+    return;
+  }
   const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
-  const allInside = top === 0 && left === 0 && (OH - 1) * sh + FH <= H && (OW - 1) * sw + FW <= W;
-  if (allInside && C === 1 && FH === 3 && FW === 3 && info.dilationHeight === 1 && info.dilationWidth === 1) {
-    im2colRows3x3Inside(xv, out, info, b0, b1);
-    return;
-  }
   const tapRow = FW * C;
   let q = 0;
   for (let b = b0; b < b1; b++) {
