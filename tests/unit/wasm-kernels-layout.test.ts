@@ -29,6 +29,7 @@ const convCases: ConvCase[] = [
   // 3x3 single-channel windows all inside the image: the unrolled im2colRows.
   { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'valid' },
   { x: [2, 11, 9, 1], filter: [3, 3, 1, 8], strides: [1, 2], pad: 'valid' },
+  { x: [2, 9, 9, 1], filter: [3, 3, 1, 6], strides: 1, pad: 'valid' }, // outC 6: no direct SIMD
   { x: [2, 7, 9, 2], filter: [2, 2, 2, 16], strides: [1, 2], pad: 1 },
   { x: [2, 5, 5, 3], filter: [1, 1, 3, 24], strides: 1, pad: 'valid' },
   { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 2, pad: 'valid' },
@@ -66,7 +67,8 @@ describe('Conv2DBackpropFilter (wasm) formulations', () => {
     expect(prefersDyLeft(288, 64)).toBe(false);
   });
 
-  (['dy-left', 'dy-right'] as const).forEach((formulation) => {
+  // 'direct' (wasm SIMD from x and dy) applies to the 3x3 single-channel unpadded cases with outC % 4 == 0; elsewhere it falls back.
+  (['dy-left', 'dy-right', 'direct'] as const).forEach((formulation) => {
     convCases.forEach((c, i) => {
       it(`forced ${formulation}: x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${c.pad}`, async () => {
         conv2dBackpropFilterTuning.formulation = formulation;

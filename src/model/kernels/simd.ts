@@ -36,6 +36,13 @@ export interface SimdKernels {
    * starts move by bRowStrideBytes per row (0: one row broadcast to every row).
    */
   addRows(a: number, b: number, out: number, rows: number, vecs: number, bRowStrideBytes: number): void;
+  /**
+   * The filter gradient of a 3x3 single-channel conv, one output row: for every output column
+   * c < ow and channel o < 4 * groups, acc[t][o] += x_fr[c * stride + fc] * dy[c][o] (t = 3 fr + fc),
+   * in column order. x0..x2: the row's three input rows; dy: its dy row (pixelBytes apart);
+   * acc: the [9, outC] float32 filter gradient (rows pixelBytes apart).
+   */
+  convFilterGrad3x3Row(x0: number, x1: number, x2: number, dy: number, acc: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +271,40 @@ function binaryRowsDef(name: string, opcode: number): FunctionDef {
   return { name, params: 6, locals: [[2, I32]], body };
 }
 
+function convFilterGrad3x3RowDef(): FunctionDef {
+  // params: x0 x1 x2 dy acc ow groups strideBytes pixelBytes
+  const [X0, X1, X2, DY, ACC, OW, GROUPS, SX, PIX] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  // i32 locals: p0 p1 p2 pdy c addr
+  const [P0, P1, P2, PDY, C, ADDR] = [9, 10, 11, 12, 13, 14];
+  // v128 locals: 9 accumulators, dy
+  const A = 15;
+  const DYV = 24;
+  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
+  const mulAdd = (acc: number, ptr: number, offset: number) => [
+    ...op.get(acc), ...op.get(ptr), ...loadSplat(offset), ...op.get(DYV), ...op.simd(0xe6) /* f32x4.mul */, ...op.simd(0xe4) /* f32x4.add */, ...op.set(acc),
+  ];
+  const column = [
+    ...op.get(PDY), ...v.load(), ...op.set(DYV),
+    ...mulAdd(A, P0, 0), ...mulAdd(A + 1, P0, 4), ...mulAdd(A + 2, P0, 8),
+    ...mulAdd(A + 3, P1, 0), ...mulAdd(A + 4, P1, 4), ...mulAdd(A + 5, P1, 8),
+    ...mulAdd(A + 6, P2, 0), ...mulAdd(A + 7, P2, 4), ...mulAdd(A + 8, P2, 8),
+    ...bump(P0, { local: SX }), ...bump(P1, { local: SX }), ...bump(P2, { local: SX }), ...bump(PDY, { local: PIX }),
+  ];
+  const accAt = (t: number) => (t === 0 ? [...op.get(ACC), ...op.set(ADDR)] : bump(ADDR, { local: PIX }));
+  const loadAccs = Array.from({ length: 9 }, (_, t) => [...accAt(t), ...op.get(ADDR), ...v.load(), ...op.set(A + t)]).flat();
+  const storeAccs = Array.from({ length: 9 }, (_, t) => [...accAt(t), ...op.get(ADDR), ...op.get(A + t), ...v.store()]).flat();
+  const group = [
+    ...loadAccs,
+    ...op.get(X0), ...op.set(P0), ...op.get(X1), ...op.set(P1), ...op.get(X2), ...op.set(P2), ...op.get(DY), ...op.set(PDY),
+    ...op.get(OW), ...op.set(C),
+    ...guardedCountdown(C, column),
+    ...storeAccs,
+    // Next 4 channels.
+    ...bump(ACC, { constant: 16 }), ...bump(DY, { constant: 16 }),
+  ];
+  return { name: 'convFilterGrad3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -281,7 +322,7 @@ function str(s: string): number[] {
 export function assembleSimdModule(): Uint8Array {
   const defs = [
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
-    binaryRowsDef('addRows', 0xe4 /* f32x4.add */),
+    binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(),
   ];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
