@@ -43,6 +43,12 @@ export interface SimdKernels {
    * acc: the [9, outC] float32 filter gradient (rows pixelBytes apart).
    */
   convFilterGrad3x3Row(x0: number, x1: number, x2: number, dy: number, acc: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
+  /**
+   * A 3x3 single-channel conv, one output row: out[c][o] = sum over t = 3 fr + fc, in that
+   * order, of x_fr[c * stride + fc] * w[t][o], for c < ow and o < 4 * groups. x0..x2: the
+   * row's three input rows; w: the [9, outC] filter; out: the output row (pixelBytes apart).
+   */
+  conv3x3Row(x0: number, x1: number, x2: number, w: number, out: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,6 +311,38 @@ function convFilterGrad3x3RowDef(): FunctionDef {
   return { name: 'convFilterGrad3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
 }
 
+function conv3x3RowDef(): FunctionDef {
+  // params: x0 x1 x2 w out ow groups strideBytes pixelBytes
+  const [X0, X1, X2, WP, OUT, OW, GROUPS, SX, PIX] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  // i32 locals: p0 p1 p2 pout c addr
+  const [P0, P1, P2, POUT, C, ADDR] = [9, 10, 11, 12, 13, 14];
+  // v128 locals: 9 filter vectors, the accumulator
+  const WV = 15;
+  const ACCV = 24;
+  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
+  const product = (t: number, ptr: number, offset: number) => [...op.get(ptr), ...loadSplat(offset), ...op.get(WV + t), ...op.simd(0xe6) /* f32x4.mul */];
+  const addProduct = (t: number, ptr: number, offset: number) => [...op.get(ACCV), ...product(t, ptr, offset), ...op.simd(0xe4) /* f32x4.add */, ...op.set(ACCV)];
+  const column = [
+    ...product(0, P0, 0), ...op.set(ACCV),
+    ...addProduct(1, P0, 4), ...addProduct(2, P0, 8),
+    ...addProduct(3, P1, 0), ...addProduct(4, P1, 4), ...addProduct(5, P1, 8),
+    ...addProduct(6, P2, 0), ...addProduct(7, P2, 4), ...addProduct(8, P2, 8),
+    ...op.get(POUT), ...op.get(ACCV), ...v.store(),
+    ...bump(P0, { local: SX }), ...bump(P1, { local: SX }), ...bump(P2, { local: SX }), ...bump(POUT, { local: PIX }),
+  ];
+  const wAt = (t: number) => (t === 0 ? [...op.get(WP), ...op.set(ADDR)] : bump(ADDR, { local: PIX }));
+  const loadW = Array.from({ length: 9 }, (_, t) => [...wAt(t), ...op.get(ADDR), ...v.load(), ...op.set(WV + t)]).flat();
+  const group = [
+    ...loadW,
+    ...op.get(X0), ...op.set(P0), ...op.get(X1), ...op.set(P1), ...op.get(X2), ...op.set(P2), ...op.get(OUT), ...op.set(POUT),
+    ...op.get(OW), ...op.set(C),
+    ...guardedCountdown(C, column),
+    // Next 4 channels.
+    ...bump(WP, { constant: 16 }), ...bump(OUT, { constant: 16 }),
+  ];
+  return { name: 'conv3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -322,7 +360,7 @@ function str(s: string): number[] {
 export function assembleSimdModule(): Uint8Array {
   const defs = [
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
-    binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(),
+    binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
   ];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
