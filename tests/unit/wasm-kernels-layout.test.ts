@@ -10,6 +10,7 @@ import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpe
 import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
+import { simdTuning } from '../../src/model/kernels/simd.js';
 import { transposeInto, transposeOnHeap } from '../../src/model/kernels/transpose.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
@@ -128,6 +129,25 @@ describe('BatchMatMul (wasm) swapped product', () => {
     }
   });
 
+  it('untransposed products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
+    const shapes: Array<[number[], number[]]> = [[[32, 600], [600, 32]], [[7, 300], [300, 128]], [[1, 5, 400], [1, 400, 160]], [[1, 2048], [2048, 128]], [[33, 512], [1, 512, 16]]];
+    for (const [i, [as, bs]] of shapes.entries()) {
+      const av = randomArray(size(as), 90 + i);
+      const bv = randomArray(size(bs), 95 + i);
+      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs)));
+      expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
+      const simd = await runOn('wasm', fn);
+      simdTuning.enabled = false;
+      try {
+        const stock = await runOn('wasm', fn);
+        expect(simd.shape).toEqual(stock.shape);
+        expect(simd.values, `[${as}] @ [${bs}]`).toEqual(stock.values);
+      } finally {
+        simdTuning.enabled = true;
+      }
+    }
+  });
+
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');
     const a = tf.tensor2d(randomArray(40 * 40, 3), [40, 40]);
@@ -138,6 +158,7 @@ describe('BatchMatMul (wasm) swapped product', () => {
         tf.matMul(a.slice([0, 0], [1, 40]), wide, false, true); // swapped, unit dim
         tf.matMul(wide, a, false, true); // not swapped
         tf.matMul(a.slice([0, 0], [2, 40]), wide.transpose()); // untransposed, swapped
+        tf.matMul(wide, tf.ones([40, 32])); // untransposed, SIMD panels
       });
     };
     step();

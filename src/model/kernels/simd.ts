@@ -49,6 +49,15 @@ export interface SimdKernels {
    * row's three input rows; w: the [9, outC] filter; out: the output row (pixelBytes apart).
    */
   conv3x3Row(x0: number, x1: number, x2: number, w: number, out: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
+  /**
+   * A 2-row (gemm2x16) or 1-row (gemm1x16), 16-column block of a matmul: out[r][0..16) = sum
+   * over k < kCount, in k order, of a[r][k] * b[k][0..16). a and out are row-major (row strides
+   * in bytes); b is a packed panel: kCount rows of 16 floats, rows bStrideBytes apart.
+   */
+  gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
+  gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
+  /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
+  copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,6 +352,52 @@ function conv3x3RowDef(): FunctionDef {
   return { name: 'conv3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
 }
 
+function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
+  // params: a aStride b bStride out outStride k
+  const [AP, AS, BP, BS, OUT, OS, K] = [0, 1, 2, 3, 4, 5, 6];
+  // i32 locals: row pointers 1..rows-1
+  const rowPtr = [AP, ...Array.from({ length: rows - 1 }, (_, i) => 7 + i)];
+  const firstV = 7 + rows - 1;
+  // v128 locals: accumulators (row r, vector h: ACC + vecs * r + h), b vectors, splat
+  const ACC = firstV;
+  const BV = ACC + rows * vecs;
+  const S = BV + vecs;
+  const loadSplat = [...op.simd(0x09), 0x02, 0x00]; // v128.load32_splat
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const step = [
+    ...range(vecs).flatMap((h) => [...op.get(BP), ...v.load(16 * h), ...op.set(BV + h)]),
+    ...range(rows).flatMap((r) => [
+      ...op.get(rowPtr[r]!), ...loadSplat, ...op.set(S),
+      ...range(vecs).flatMap((h) => [
+        ...op.get(ACC + vecs * r + h), ...op.get(S), ...op.get(BV + h), ...op.simd(0xe6), ...op.simd(0xe4), ...op.set(ACC + vecs * r + h),
+      ]),
+      ...bump(rowPtr[r]!, { constant: 4 }),
+    ]),
+    ...bump(BP, { local: BS }),
+  ];
+  const store = range(rows).flatMap((r) => [
+    ...range(vecs).flatMap((h) => [...op.get(OUT), ...op.get(ACC + vecs * r + h), ...v.store(16 * h)]),
+    ...bump(OUT, { local: OS }),
+  ]);
+  const body = [
+    ...range(rows - 1).flatMap((i) => [...op.get(rowPtr[i]!), ...op.get(AS), ...op.i32Add, ...op.set(rowPtr[i + 1]!)]),
+    ...guardedCountdown(K, step),
+    ...store,
+  ];
+  return { name, params: 7, locals: [[rows - 1, I32], [rows * vecs + vecs + 1, V128]], body };
+}
+
+function copyRowsDef(name: string, vecs: number): FunctionDef {
+  // params: src srcStride dst rows: copies `rows` rows of 16 * vecs bytes, src rows srcStride apart, dst contiguous
+  const [SRC, SS, DST, ROWS] = [0, 1, 2, 3];
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const row = [
+    ...range(vecs).flatMap((h) => [...op.get(DST), ...op.get(SRC), ...v.load(16 * h), ...v.store(16 * h)]),
+    ...bump(SRC, { local: SS }), ...bump(DST, { constant: 16 * vecs }),
+  ];
+  return { name, params: 4, locals: [], body: guardedCountdown(ROWS, row) };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -361,6 +416,7 @@ export function assembleSimdModule(): Uint8Array {
   const defs = [
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
     binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
+    gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4),
   ];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
