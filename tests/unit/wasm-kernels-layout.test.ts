@@ -129,12 +129,16 @@ describe('BatchMatMul (wasm) swapped product', () => {
     }
   });
 
-  it('untransposed products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
-    const shapes: Array<[number[], number[]]> = [[[32, 600], [600, 32]], [[7, 300], [300, 128]], [[1, 5, 400], [1, 400, 160]], [[1, 2048], [2048, 128]], [[33, 512], [1, 512, 16]]];
-    for (const [i, [as, bs]] of shapes.entries()) {
+  it('products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
+    // [a, b, transposeA]: with transposeA, a^T is materialised first (the dense layer's dW = x^T @ dy).
+    const shapes: Array<[number[], number[], boolean]> = [
+      [[32, 600], [600, 32], false], [[7, 300], [300, 128], false], [[1, 5, 400], [1, 400, 160], false], [[1, 2048], [2048, 128], false],
+      [[33, 512], [1, 512, 16], false], [[40, 300], [40, 64], true], [[64, 33], [64, 128], true],
+    ];
+    for (const [i, [as, bs, ta]] of shapes.entries()) {
       const av = randomArray(size(as), 90 + i);
       const bv = randomArray(size(bs), 95 + i);
-      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs)));
+      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta));
       expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
       const simd = await runOn('wasm', fn);
       simdTuning.enabled = false;

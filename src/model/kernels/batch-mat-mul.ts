@@ -125,6 +125,8 @@ export function withoutTransposeFlags(original: tf.KernelFunc, allowSwap = false
       prepared.push(a2);
       const b2 = transposeB ? transposeInner(b, backend) : { info: b, release: noop };
       prepared.push(b2);
+      const simd = allowSwap ? simdPlainProduct(a2.info, b2.info, backend) : null;
+      if (simd) return simd;
       return original({
         inputs: { ...inputs, a: a2.info, b: b2.info },
         backend,
@@ -202,9 +204,9 @@ function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWa
     const p = backend.getMemoryOffset(panel.dataId);
     for (let j = 0; j < n; j += 16) {
       simd.copyRows16(b0 + j * 4, n * 4, p, k);
-      let i = 0;
-      for (; i + 2 <= m; i += 2) simd.gemm2x16(a0 + i * k * 4, k * 4, p, 64, out0 + (i * n + j) * 4, n * 4, k);
-      if (i < m) simd.gemm1x16(a0 + i * k * 4, k * 4, p, 64, out0 + (i * n + j) * 4, n * 4, k);
+      const pairs = m >> 1;
+      simd.gemm2x16(a0, k * 4, p, 64, out0 + j * 4, n * 4, k, pairs);
+      if (m % 2 === 1) simd.gemm1x16(a0 + (m - 1) * k * 4, k * 4, p, 64, out0 + ((m - 1) * n + j) * 4, n * 4, k, 1);
     }
   } finally {
     backend.disposeData(panel.dataId);

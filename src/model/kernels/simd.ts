@@ -50,12 +50,13 @@ export interface SimdKernels {
    */
   conv3x3Row(x0: number, x1: number, x2: number, w: number, out: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
   /**
-   * A 2-row (gemm2x16) or 1-row (gemm1x16), 16-column block of a matmul: out[r][0..16) = sum
-   * over k < kCount, in k order, of a[r][k] * b[k][0..16). a and out are row-major (row strides
-   * in bytes); b is a packed panel: kCount rows of 16 floats, rows bStrideBytes apart.
+   * `blocks` consecutive 2-row (gemm2x16) or 1-row (gemm1x16) by 16-column blocks of a matmul:
+   * out[r][0..16) = sum over k < kCount, in k order, of a[r][k] * b[k][0..16). a and out are
+   * row-major (row strides in bytes); b is a packed panel: kCount rows of 16 floats, rows
+   * bStrideBytes apart.
    */
-  gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
-  gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
+  gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
   copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
@@ -353,19 +354,20 @@ function conv3x3RowDef(): FunctionDef {
 }
 
 function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
-  // params: a aStride b bStride out outStride k
-  const [AP, AS, BP, BS, OUT, OS, K] = [0, 1, 2, 3, 4, 5, 6];
-  // i32 locals: row pointers 1..rows-1
-  const rowPtr = [AP, ...Array.from({ length: rows - 1 }, (_, i) => 7 + i)];
-  const firstV = 7 + rows - 1;
+  // params: a aStride b bStride out outStride k blocks
+  const [AP, AS, BP, BS, OUT, OS, K, BLOCKS] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  // i32 locals: the block's row pointers, the b cursor, the k counter
+  const rowPtr = range(rows).map((i) => 8 + i);
+  const BC = 8 + rows;
+  const KC = BC + 1;
   // v128 locals: accumulators (row r, vector h: ACC + vecs * r + h), b vectors, splat
-  const ACC = firstV;
+  const ACC = KC + 1;
   const BV = ACC + rows * vecs;
   const S = BV + vecs;
   const loadSplat = [...op.simd(0x09), 0x02, 0x00]; // v128.load32_splat
-  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const step = [
-    ...range(vecs).flatMap((h) => [...op.get(BP), ...v.load(16 * h), ...op.set(BV + h)]),
+    ...range(vecs).flatMap((h) => [...op.get(BC), ...v.load(16 * h), ...op.set(BV + h)]),
     ...range(rows).flatMap((r) => [
       ...op.get(rowPtr[r]!), ...loadSplat, ...op.set(S),
       ...range(vecs).flatMap((h) => [
@@ -373,18 +375,22 @@ function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
       ]),
       ...bump(rowPtr[r]!, { constant: 4 }),
     ]),
-    ...bump(BP, { local: BS }),
+    ...bump(BC, { local: BS }),
   ];
   const store = range(rows).flatMap((r) => [
     ...range(vecs).flatMap((h) => [...op.get(OUT), ...op.get(ACC + vecs * r + h), ...v.store(16 * h)]),
     ...bump(OUT, { local: OS }),
   ]);
-  const body = [
-    ...range(rows - 1).flatMap((i) => [...op.get(rowPtr[i]!), ...op.get(AS), ...op.i32Add, ...op.set(rowPtr[i + 1]!)]),
-    ...guardedCountdown(K, step),
+  const block = [
+    ...range(rows).flatMap((r) => [...(r === 0 ? op.get(AP) : [...op.get(rowPtr[r - 1]!), ...op.get(AS), ...op.i32Add]), ...op.set(rowPtr[r]!)]),
+    ...range(rows * vecs).flatMap((i) => [...op.f32(0), ...v.f32x4Splat, ...op.set(ACC + i)]),
+    ...op.get(BP), ...op.set(BC), ...op.get(K), ...op.set(KC),
+    ...guardedCountdown(KC, step),
     ...store,
+    // Next block: `rows` rows of a further down.
+    ...range(rows).flatMap(() => bump(AP, { local: AS })),
   ];
-  return { name, params: 7, locals: [[rows - 1, I32], [rows * vecs + vecs + 1, V128]], body };
+  return { name, params: 8, locals: [[rows + 2, I32], [rows * vecs + vecs + 1, V128]], body: guardedCountdown(BLOCKS, block) };
 }
 
 function copyRowsDef(name: string, vecs: number): FunctionDef {
