@@ -130,15 +130,17 @@ describe('BatchMatMul (wasm) swapped product', () => {
   });
 
   it('products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
-    // [a, b, transposeA]: with transposeA, a^T is materialised first (the dense layer's dW = x^T @ dy).
-    const shapes: Array<[number[], number[], boolean]> = [
-      [[32, 600], [600, 32], false], [[7, 300], [300, 128], false], [[1, 5, 400], [1, 400, 160], false], [[1, 2048], [2048, 128], false],
-      [[33, 512], [1, 512, 16], false], [[40, 300], [40, 64], true], [[64, 33], [64, 128], true],
+    // [a, b, transposeA, transposeB]: with transposeA, a^T is materialised first (the dense layer's
+    // dW = x^T @ dy); a @ b^T with a big b runs as (b @ a^T)^T (its dx = dy @ W^T).
+    const shapes: Array<[number[], number[], boolean, boolean]> = [
+      [[32, 600], [600, 32], false, false], [[7, 300], [300, 128], false, false], [[1, 5, 400], [1, 400, 160], false, false],
+      [[1, 2048], [2048, 128], false, false], [[33, 512], [1, 512, 16], false, false], [[40, 300], [40, 64], true, false],
+      [[64, 33], [64, 128], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
     ];
-    for (const [i, [as, bs, ta]] of shapes.entries()) {
+    for (const [i, [as, bs, ta, tb]] of shapes.entries()) {
       const av = randomArray(size(as), 90 + i);
       const bv = randomArray(size(bs), 95 + i);
-      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta));
+      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb));
       expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
       const simd = await runOn('wasm', fn);
       simdTuning.enabled = false;

@@ -229,7 +229,7 @@ function swappedProduct(original: tf.KernelFunc, a: tf.TensorInfo, b: tf.TensorI
   const aT = transposeInner(a, backend);
   let productT: tf.TensorInfo;
   try {
-    productT = original({
+    productT = simdPlainProduct(b, aT.info, backend) ?? original({
       inputs: { a: b, b: aT.info },
       backend,
       attrs: { transposeA: false, transposeB: false },
