@@ -80,7 +80,7 @@ const flushObserver = () => new Promise((resolve) => setTimeout(resolve, 20));
 for (let i = 0; i < warmup; i++) await step(i);
 await flushObserver();
 
-const runs: { medianMs: number; p10Ms: number; p90Ms: number; gcShare: number; gcMsPerStep: number; gcPerStep: number }[] = [];
+const runs: { medianMs: number; p10Ms: number; p90Ms: number; cpuMsPerStep: number; gcShare: number; gcMsPerStep: number; gcPerStep: number }[] = [];
 let tensorsBefore = 0;
 let tensorsAfter = 0;
 for (let r = 0; r < repeat; r++) {
@@ -90,12 +90,14 @@ for (let r = 0; r < repeat; r++) {
   gcCount = 0;
   gcOn = true;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < steps; i++) {
     const s = performance.now();
     await step(i);
     times.push(performance.now() - s);
   }
   const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   await flushObserver();
   gcOn = false;
   tensorsAfter = tf.memory().numTensors;
@@ -103,6 +105,8 @@ for (let r = 0; r < repeat; r++) {
     medianMs: quantile(times, 0.5),
     p10Ms: quantile(times, 0.1),
     p90Ms: quantile(times, 0.9),
+    // CPU time of this process per step: less sensitive than wall time to other processes.
+    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
     gcShare: gcMs / wall,
     gcMsPerStep: gcMs / steps,
     gcPerStep: gcCount / steps,
@@ -115,7 +119,7 @@ console.log(`backend ${info.name} (${info.device}), model ${modelName}, batch ${
 for (const [r, run] of runs.entries()) {
   console.log(
     `run ${r}: median ${fmt(run.medianMs)} ms/step (p10 ${fmt(run.p10Ms)}, p90 ${fmt(run.p90Ms)}), ` +
-      `${fmt((batchSize * 1000) / run.medianMs, 0)} img/s, GC ${fmt(run.gcMsPerStep)} ms/step (${fmt(run.gcPerStep, 2)} collections, ${fmt(100 * run.gcShare, 1)}% of wall)`,
+      `${fmt((batchSize * 1000) / run.medianMs, 0)} img/s, cpu ${fmt(run.cpuMsPerStep)} ms/step, GC ${fmt(run.gcMsPerStep)} ms/step (${fmt(run.gcPerStep, 2)} collections, ${fmt(100 * run.gcShare, 1)}% of wall)`,
   );
 }
 console.log(`tf.memory().numTensors: ${tensorsBefore} -> ${tensorsAfter} over the last ${steps} steps`);

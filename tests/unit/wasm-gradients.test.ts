@@ -1,7 +1,7 @@
 /**
  * One worker step end to end: GradientComputer.setWeights + computeGradients on wasm (the
- * project's kernels, the heap-view read-out, the swapped dense products) against the pure-JS
- * cpu backend, for the reference CNN on real MNIST batches.
+ * project's kernels, their SIMD paths, the heap-view read-out) against the pure-JS cpu backend,
+ * for the reference CNN on real MNIST batches.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { loadMnist } from '../../src/data/mnist.js';
 import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
+import { simdTuning } from '../../src/model/kernels/simd.js';
 
 const data = loadMnist({ trainLimit: 512, skipTest: true });
 
@@ -69,4 +70,16 @@ describe('GradientComputer on wasm matches cpu (reference CNN)', () => {
       expect(cpu.again).toEqual(cpu.grad);
     });
   }
+
+  it('the wasm SIMD paths give bitwise the gradient of the JS/XNNPACK fallbacks', async () => {
+    const simd = await stepOn('wasm', 6);
+    simdTuning.enabled = false;
+    try {
+      const fallback = await stepOn('wasm', 6);
+      expect(simd.grad).toEqual(fallback.grad);
+      expect(simd.loss).toBe(fallback.loss);
+    } finally {
+      simdTuning.enabled = true;
+    }
+  });
 });

@@ -10,6 +10,9 @@ import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpe
 import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
+import { simdTuning } from '../../src/model/kernels/simd.js';
+import { transposeInto, transposeOnHeap } from '../../src/model/kernels/transpose.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 /** Max abs difference between the cpu and wasm results (shapes must match). */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
@@ -24,6 +27,10 @@ interface ConvCase { x: Shape4; filter: Shape4; strides: number | [number, numbe
 const convCases: ConvCase[] = [
   { x: [4, 28, 28, 1], filter: [3, 3, 1, 32], strides: 1, pad: 'valid' },
   { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'same' },
+  // 3x3 single-channel windows all inside the image: the unrolled im2colRows.
+  { x: [3, 15, 13, 1], filter: [3, 3, 1, 32], strides: 2, pad: 'valid' },
+  { x: [2, 11, 9, 1], filter: [3, 3, 1, 8], strides: [1, 2], pad: 'valid' },
+  { x: [2, 9, 9, 1], filter: [3, 3, 1, 6], strides: 1, pad: 'valid' }, // outC 6: no direct SIMD
   { x: [2, 7, 9, 2], filter: [2, 2, 2, 16], strides: [1, 2], pad: 1 },
   { x: [2, 5, 5, 3], filter: [1, 1, 3, 24], strides: 1, pad: 'valid' },
   { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 2, pad: 'valid' },
@@ -61,7 +68,8 @@ describe('Conv2DBackpropFilter (wasm) formulations', () => {
     expect(prefersDyLeft(288, 64)).toBe(false);
   });
 
-  (['dy-left', 'dy-right'] as const).forEach((formulation) => {
+  // 'direct' (wasm SIMD from x and dy) applies to the 3x3 single-channel unpadded cases with outC % 4 == 0; elsewhere it falls back.
+  (['dy-left', 'dy-right', 'direct'] as const).forEach((formulation) => {
     convCases.forEach((c, i) => {
       it(`forced ${formulation}: x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${c.pad}`, async () => {
         conv2dBackpropFilterTuning.formulation = formulation;
@@ -121,6 +129,25 @@ describe('BatchMatMul (wasm) swapped product', () => {
     }
   });
 
+  it('untransposed products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
+    const shapes: Array<[number[], number[]]> = [[[32, 600], [600, 32]], [[7, 300], [300, 128]], [[1, 5, 400], [1, 400, 160]], [[1, 2048], [2048, 128]], [[33, 512], [1, 512, 16]]];
+    for (const [i, [as, bs]] of shapes.entries()) {
+      const av = randomArray(size(as), 90 + i);
+      const bv = randomArray(size(bs), 95 + i);
+      const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs)));
+      expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
+      const simd = await runOn('wasm', fn);
+      simdTuning.enabled = false;
+      try {
+        const stock = await runOn('wasm', fn);
+        expect(simd.shape).toEqual(stock.shape);
+        expect(simd.values, `[${as}] @ [${bs}]`).toEqual(stock.values);
+      } finally {
+        simdTuning.enabled = true;
+      }
+    }
+  });
+
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');
     const a = tf.tensor2d(randomArray(40 * 40, 3), [40, 40]);
@@ -131,6 +158,7 @@ describe('BatchMatMul (wasm) swapped product', () => {
         tf.matMul(a.slice([0, 0], [1, 40]), wide, false, true); // swapped, unit dim
         tf.matMul(wide, a, false, true); // not swapped
         tf.matMul(a.slice([0, 0], [2, 40]), wide.transpose()); // untransposed, swapped
+        tf.matMul(wide, tf.ones([40, 32])); // untransposed, SIMD panels
       });
     };
     step();
@@ -141,5 +169,29 @@ describe('BatchMatMul (wasm) swapped product', () => {
     expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(backend.numDataIds()).toBe(idsBefore);
     tf.dispose([a, wide]);
+  });
+});
+
+describe('transposeOnHeap (SIMD 4x4 blocks on the wasm heap)', () => {
+  it('equals the JS transpose for multiples of 4 (SIMD) and other shapes (JS), from an offset', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as BackendWasm;
+    const shapes: Array<[number, number]> = [[21632, 32], [32, 5408], [5408, 128], [4, 4], [8, 12], [12, 8], [5, 8], [8, 6], [1, 9]];
+    for (const [i, [rows, cols]] of shapes.entries()) {
+      const skip = 3 * cols;
+      const src = backend.makeOutput([rows * cols + skip], 'float32');
+      const dst = backend.makeOutput([cols, rows], 'float32');
+      try {
+        const values = randomArray(rows * cols + skip, 50 + i);
+        (backend.typedArrayFromHeap(src) as Float32Array).set(values);
+        const expected = new Float32Array(rows * cols);
+        transposeInto(values, skip, rows, cols, expected);
+        transposeOnHeap(backend, backend.typedArrayFromHeap(src) as Float32Array, skip, rows, cols, backend.typedArrayFromHeap(dst) as Float32Array);
+        expect(Float32Array.from(backend.typedArrayFromHeap(dst) as Float32Array), `[${rows},${cols}]`).toEqual(expected);
+      } finally {
+        backend.disposeData(src.dataId);
+        backend.disposeData(dst.dataId);
+      }
+    }
   });
 });

@@ -96,7 +96,7 @@ describe('registerWasmKernels', () => {
     registerWasmKernels();
     const after = kernelNamesProvided().map((name) => tf.getKernel(name, 'wasm'));
     expect(kernelNamesProvided()).toEqual(
-      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast']));
+      expect.arrayContaining(['Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Add', 'Conv2D']));
     after.forEach((config, i) => expect(config).toBe(before[i]));
     expect(after.every((config) => config != null)).toBe(true);
     expect(await tf.setBackend('wasm')).toBe(true);
@@ -162,6 +162,55 @@ describe('BatchMatMul / _FusedMatMul (wasm) match cpu', () => {
   });
 });
 
+describe('Conv2D (wasm) matches cpu', () => {
+  // 3x3 single-channel unpadded: im2col + matmul; the others: the stock kernel.
+  const cases: Array<{ x: Shape4; filter: Shape4; strides: number | [number, number]; pad: 'valid' | 'same' | number; dilations?: number }> = [
+    { x: [8, 28, 28, 1], filter: [3, 3, 1, 32], strides: 1, pad: 'valid' },
+    { x: [3, 15, 13, 1], filter: [3, 3, 1, 8], strides: 2, pad: 'valid' },
+    { x: [1, 9, 11, 1], filter: [3, 3, 1, 5], strides: [1, 2], pad: 'valid' },
+    { x: [2, 10, 10, 1], filter: [3, 3, 1, 4], strides: 1, pad: 'same' },
+    { x: [2, 9, 7, 3], filter: [3, 3, 3, 5], strides: 1, pad: 'valid' },
+    { x: [2, 12, 12, 1], filter: [3, 3, 1, 4], strides: 1, pad: 'valid', dilations: 2 },
+  ];
+  cases.forEach((c, i) => {
+    it(`x [${c.x}] filter [${c.filter}] strides ${JSON.stringify(c.strides)} pad ${c.pad} dilations ${c.dilations ?? 1}`, async () => {
+      const xv = randomArray(size(c.x), 400 + i);
+      const fv = randomArray(size(c.filter), 500 + i);
+      const diff = await onBoth(() => tf.tidy(() => tf.conv2d(tf.tensor4d(xv, c.x), tf.tensor4d(fv, c.filter), c.strides, c.pad, 'NHWC', c.dilations ?? 1)));
+      expect(diff).toBeLessThanOrEqual(TOL);
+    });
+  });
+});
+
+describe('Add (wasm) matches cpu', () => {
+  const cases: Array<[number[], number[]]> = [
+    [[4, 6, 6, 32], [32]], // conv bias add: SIMD rows
+    [[32], [4, 6, 6, 32]], // bias first
+    [[3, 5, 8], [3, 5, 8]], // same shape: SIMD
+    [[2, 3, 8], [1, 3, 8]], // row block broadcast
+    [[1, 4], [4]], // output shape from the broadcast
+    [[4], [1, 1, 4]],
+    [[3, 5, 7], [7]], // row of 7: stock
+    [[3, 5, 8], [5, 1]], // other broadcast: stock
+    [[6, 8], []], // scalar: stock
+  ];
+  cases.forEach(([as, bs], i) => {
+    it(`[${as}] + [${bs}]`, async () => {
+      const av = randomArray(size(as), 200 + i);
+      const bv = randomArray(size(bs), 300 + i);
+      const cpu = await runOn('cpu', () => tf.tidy(() => tf.add(tf.tensor(av, as), tf.tensor(bv, bs))));
+      const wasm = await runOn('wasm', () => tf.tidy(() => tf.add(tf.tensor(av, as), tf.tensor(bv, bs))));
+      expect(wasm.shape).toEqual(cpu.shape);
+      expect(wasm.values).toEqual(cpu.values); // one float32 addition per element: exact
+    });
+  });
+
+  it('int32 goes to the stock kernel', async () => {
+    const diff = await onBoth(() => tf.tidy(() => tf.add(tf.tensor([[1, 2, 3, 4]], [1, 4], 'int32'), tf.tensor([5, 6, 7, 8], [4], 'int32'))));
+    expect(diff).toBe(0);
+  });
+});
+
 describe('memory', () => {
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');
@@ -181,6 +230,7 @@ describe('memory', () => {
             tf.matMul(a1, a1, ta, tb);
             tf.matMul(a3, a3, ta, tb);
             tf.fused.matMul({ a: a1, b: a1, transposeA: ta, transposeB: tb, activation: 'relu' });
+            tf.add(a, a.slice([0, 0], [1, 40]));
           }
         }
       });

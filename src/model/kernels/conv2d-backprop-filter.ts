@@ -12,21 +12,26 @@
  *    dy to pack a K-wide instead of an outC-wide operand.
  * When the operands would be huge the batch is processed in chunks whose
  * partial products are summed.
+ * A 3x3 single-channel unpadded conv (the reference CNN's first layer) with
+ * outC a multiple of 4 skips all that: wasm SIMD accumulates the products
+ * straight from x and dy (directSimd).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createWasmAlias, releaseWasmAlias } from './batch-mat-mul.js';
-import { im2colRows, im2colTransposed } from './im2col.js';
-import { transposeInto } from './transpose.js';
+import { hasUnrolledIm2colRows, im2colRows, im2colTransposed } from './im2col.js';
+import { simdKernelsFor } from './simd.js';
+import { transposeOnHeap } from './transpose.js';
 
 type Conv2DInfo = tf.backend_util.Conv2DInfo;
 
 /**
  * Tunables. `maxPatchElements` bounds the matmul operands of one chunk
  * (default 64 MiB of float32); tests lower it to exercise the chunked path.
- * `formulation` forces one product layout ('auto' picks by prefersDyLeft).
+ * `formulation` forces one product layout ('auto': directSimd where it applies,
+ * else by prefersDyLeft; 'direct': the same as 'auto').
  */
-export const conv2dBackpropFilterTuning: { maxPatchElements: number; formulation: 'auto' | 'dy-left' | 'dy-right' } = {
+export const conv2dBackpropFilterTuning: { maxPatchElements: number; formulation: 'auto' | 'dy-left' | 'dy-right' | 'direct' } = {
   maxPatchElements: 16 * 1024 * 1024,
   formulation: 'auto',
 };
@@ -93,7 +98,7 @@ function productDyLeft(job: Job, b0: number, b1: number): tf.TensorInfo {
   const patches = backend.makeOutput([m, k], 'float32');
   try {
     const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
-    transposeInto(dyv, b0 * info.outHeight * info.outWidth * oc, m, oc, backend.typedArrayFromHeap(dyT) as Float32Array);
+    transposeOnHeap(backend, dyv, b0 * info.outHeight * info.outWidth * oc, m, oc, backend.typedArrayFromHeap(dyT) as Float32Array);
     im2colRows(backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(patches) as Float32Array, info, b0, b1);
     return job.matMul({ inputs: { a: dyT, b: patches }, backend, attrs: noTranspose }) as tf.TensorInfo;
   } finally {
@@ -108,6 +113,32 @@ function stockBatchMatMul(): tf.KernelFunc {
     throw new Error("Conv2DBackpropFilter(wasm): kernel 'BatchMatMul' is not registered for 'wasm'");
   }
   return kernel.kernelFunc;
+}
+
+/**
+ * The 3x3 single-channel unpadded case (hasUnrolledIm2colRows) with outC a multiple of 4, in wasm
+ * SIMD straight from x and dy (simd.ts): no patches, no transposed dy, no packing. Each filter
+ * entry is summed over (image, row, column) in that order in float32, as the matmul does.
+ * Returns null when it does not apply.
+ */
+function directSimd(backend: BackendWasm, x: tf.TensorInfo, dy: tf.TensorInfo, info: Conv2DInfo, filterShape: readonly number[]): tf.TensorInfo | null {
+  if (!hasUnrolledIm2colRows(info) || info.outChannels % 4 !== 0) return null;
+  const simd = simdKernelsFor(backend);
+  if (!simd) return null;
+  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, outChannels: C, strideHeight: sh, strideWidth: sw } = info;
+  const out = backend.makeOutput([...filterShape], 'float32');
+  (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
+  const x0 = backend.getMemoryOffset(x.dataId);
+  const dy0 = backend.getMemoryOffset(dy.dataId);
+  const acc = backend.getMemoryOffset(out.dataId);
+  const rowBytes = W * 4;
+  for (let b = 0; b < B; b++) {
+    for (let r = 0; r < OH; r++) {
+      const top = x0 + (b * H + r * sh) * rowBytes;
+      simd.convFilterGrad3x3Row(top, top + rowBytes, top + 2 * rowBytes, dy0 + (b * OH + r) * OW * C * 4, acc, OW, C / 4, sw * 4, C * 4);
+    }
+  }
+  return out;
 }
 
 function conv2dBackpropFilter(args: BackpropFilterArgs): tf.TensorInfo {
@@ -130,12 +161,16 @@ function conv2dBackpropFilter(args: BackpropFilterArgs): tf.TensorInfo {
   if (dy.shape.some((d, i) => d !== expected[i])) {
     throw new Error(`Conv2DBackpropFilter(wasm): dy shape [${dy.shape}] does not match expected [${expected}]`);
   }
+  const { formulation } = conv2dBackpropFilterTuning;
+  if (formulation === 'auto' || formulation === 'direct') {
+    const direct = directSimd(backend, x, dy, info, filterShape);
+    if (direct) return direct;
+  }
   const k = info.filterHeight * info.filterWidth * info.inChannels;
   const perImage = outHeight * outWidth * (k + outChannels);
   const fitting = Math.floor(conv2dBackpropFilterTuning.maxPatchElements / Math.max(1, perImage));
   const imagesPerChunk = Math.max(1, Math.min(batchSize, fitting));
-  const { formulation } = conv2dBackpropFilterTuning;
-  const dyLeft = formulation === 'auto' ? prefersDyLeft(k, outChannels) : formulation === 'dy-left';
+  const dyLeft = formulation === 'auto' || formulation === 'direct' ? prefersDyLeft(k, outChannels) : formulation === 'dy-left';
   const job: Job = { backend, x, dy, info, k, matMul: stockBatchMatMul() };
 
   // Sum of the chunks' products, in filter layout [K, outC].

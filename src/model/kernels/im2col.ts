@@ -49,8 +49,41 @@ export function im2colTransposed(xv: Float32Array, out: Float32Array, info: Conv
   }
 }
 
+/**
+ * im2colRows for a 3x3 single-channel filter whose windows all lie inside the image (unpadded,
+ * e.g. the first conv layer of an MNIST CNN): nine unrolled copies per patch, about 3x faster.
+ */
+function im2colRows3x3Inside(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
+  const { inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, strideHeight: sh, strideWidth: sw } = info;
+  let q = 0;
+  for (let b = b0; b < b1; b++) {
+    for (let r = 0; r < OH; r++) {
+      let p0 = (b * H + r * sh) * W;
+      let p1 = p0 + W;
+      let p2 = p1 + W;
+      for (let c = 0; c < OW; c++, p0 += sw, p1 += sw, p2 += sw, q += 9) {
+        out[q] = xv[p0]; out[q + 1] = xv[p0 + 1]; out[q + 2] = xv[p0 + 2];
+        out[q + 3] = xv[p1]; out[q + 4] = xv[p1 + 1]; out[q + 5] = xv[p1 + 2];
+        out[q + 6] = xv[p2]; out[q + 7] = xv[p2 + 1]; out[q + 8] = xv[p2 + 2];
+      }
+    }
+  }
+}
+
+/** True when im2colRows takes its unrolled path (im2colRows3x3Inside): 3x3x1, unpadded windows. */
+export function hasUnrolledIm2colRows(info: Conv2DInfo): boolean {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
+  const allInside = info.padInfo.top === 0 && info.padInfo.left === 0 && (OH - 1) * sh + FH <= H && (OW - 1) * sw + FW <= W;
+  return allInside && C === 1 && FH === 3 && FW === 3 && info.dilationHeight === 1 && info.dilationWidth === 1;
+}
+
 /** Writes patches of images [b0, b1) as rows: `out` is row-major [(b1-b0)*outH*outW, K]. */
 export function im2colRows(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
+  if (hasUnrolledIm2colRows(info)) {
+    im2colRows3x3Inside(xv, out, info, b0, b1);
+    return;
+  }
   const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = info;
   const top = info.padInfo.top;

@@ -18,6 +18,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { createNoTransposeMatMulConfig } from './batch-mat-mul.js';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.js';
+import { createConv2DConfig } from './conv2d.js';
+import { createAddConfig } from './elementwise.js';
 import { createCastConfig, createIdentityConfig } from './identity-cast.js';
 import { createMaxPoolGradConfig } from './max-pool-grad.js';
 import { createSumConfig } from './sum.js';
@@ -26,7 +28,9 @@ const BACKEND = 'wasm';
 /**
  * Stock kernels replaced by a wrapper around the stock kernel function: the
  * matmuls never get transpose flags; MaxPoolGrad and Sum get JS fast paths;
- * Identity and same-dtype Cast share data instead of copying it.
+ * Identity and same-dtype Cast share data instead of copying it; Add gets a
+ * wasm SIMD path for same-shape and row-broadcast float32; a single-channel 3x3
+ * Conv2D runs as im2col + matmul.
  */
 const REPLACED: ReadonlyArray<readonly [string, (stock: tf.KernelConfig) => tf.KernelConfig]> = [
   ['BatchMatMul', createNoTransposeMatMulConfig],
@@ -35,6 +39,8 @@ const REPLACED: ReadonlyArray<readonly [string, (stock: tf.KernelConfig) => tf.K
   ['Sum', createSumConfig],
   ['Identity', createIdentityConfig],
   ['Cast', createCastConfig],
+  ['Add', createAddConfig],
+  ['Conv2D', createConv2DConfig],
 ];
 /** Marks configs registered by this module (survives duplicate module loads). */
 const MARK: unique symbol = Symbol.for('tensorfleet.wasm-kernel');

@@ -26,6 +26,38 @@ export interface SimdKernels {
    * float64: x at byte offset `x`, the 8 float64 accumulators at byte offset `acc`.
    */
   sumColumns8(x: number, n: number, strideBytes: number, acc: number): void;
+  /**
+   * dst [cols, rows] = src [rows, cols] transposed, both float32 at byte offsets, rows = 4 *
+   * rows4, cols = 4 * cols4; srcStrideBytes = cols * 4 and dstStrideBytes = rows * 4 (or larger).
+   */
+  transpose4x4(src: number, dst: number, rows4: number, cols4: number, srcStrideBytes: number, dstStrideBytes: number): void;
+  /**
+   * out = a + b, float32: `rows` rows of 4 * vecs floats of a and out, contiguous; b's row
+   * starts move by bRowStrideBytes per row (0: one row broadcast to every row).
+   */
+  addRows(a: number, b: number, out: number, rows: number, vecs: number, bRowStrideBytes: number): void;
+  /**
+   * The filter gradient of a 3x3 single-channel conv, one output row: for every output column
+   * c < ow and channel o < 4 * groups, acc[t][o] += x_fr[c * stride + fc] * dy[c][o] (t = 3 fr + fc),
+   * in column order. x0..x2: the row's three input rows; dy: its dy row (pixelBytes apart);
+   * acc: the [9, outC] float32 filter gradient (rows pixelBytes apart).
+   */
+  convFilterGrad3x3Row(x0: number, x1: number, x2: number, dy: number, acc: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
+  /**
+   * A 3x3 single-channel conv, one output row: out[c][o] = sum over t = 3 fr + fc, in that
+   * order, of x_fr[c * stride + fc] * w[t][o], for c < ow and o < 4 * groups. x0..x2: the
+   * row's three input rows; w: the [9, outC] filter; out: the output row (pixelBytes apart).
+   */
+  conv3x3Row(x0: number, x1: number, x2: number, w: number, out: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
+  /**
+   * A 2-row (gemm2x16) or 1-row (gemm1x16), 16-column block of a matmul: out[r][0..16) = sum
+   * over k < kCount, in k order, of a[r][k] * b[k][0..16). a and out are row-major (row strides
+   * in bytes); b is a packed panel: kCount rows of 16 floats, rows bStrideBytes apart.
+   */
+  gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
+  gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number): void;
+  /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
+  copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,6 +222,182 @@ function sumColumns8Def(): FunctionDef {
   return { name: 'sumColumns8', params: 4, locals: [[6, V128]], body };
 }
 
+function transpose4x4Def(): FunctionDef {
+  // params: src dst rows4 cols4 srcStride dstStride
+  const [SRC, DST, ROWS4, COLS4, SS, DS] = [0, 1, 2, 3, 4, 5];
+  // i32 locals: ps pd j s2 s3 d2 d3 d4
+  const [PS, PD, J, S2, S3, D2, D3, D4] = [6, 7, 8, 9, 10, 11, 12, 13];
+  // v128 locals
+  const [R0, R1, R2, R3, T0, T1, T2, T3] = [14, 15, 16, 17, 18, 19, 20, 21];
+  const range = (a: number, n: number) => Array.from({ length: n }, (_, i) => a + i);
+  const interleaveLow = [...range(0, 4), ...range(16, 4), ...range(4, 4), ...range(20, 4)];
+  const interleaveHigh = [...range(8, 4), ...range(24, 4), ...range(12, 4), ...range(28, 4)];
+  const lowHalves = [...range(0, 8), ...range(16, 8)];
+  const highHalves = [...range(8, 8), ...range(24, 8)];
+  const plus = (base: number, delta: number | null) => [...op.get(base), ...(delta === null ? [] : [...op.get(delta), ...op.i32Add])];
+  const mix = (a: number, b: number, lanes: number[], into: number | null) => [...op.get(a), ...op.get(b), ...v.shuffle(lanes), ...(into === null ? [] : op.set(into))];
+  const block = [
+    ...plus(PS, null), ...v.load(), ...op.set(R0),
+    ...plus(PS, SS), ...v.load(), ...op.set(R1),
+    ...plus(PS, S2), ...v.load(), ...op.set(R2),
+    ...plus(PS, S3), ...v.load(), ...op.set(R3),
+    ...mix(R0, R1, interleaveLow, T0), ...mix(R0, R1, interleaveHigh, T1),
+    ...mix(R2, R3, interleaveLow, T2), ...mix(R2, R3, interleaveHigh, T3),
+    ...plus(PD, null), ...mix(T0, T2, lowHalves, null), ...v.store(),
+    ...plus(PD, DS), ...mix(T0, T2, highHalves, null), ...v.store(),
+    ...plus(PD, D2), ...mix(T1, T3, lowHalves, null), ...v.store(),
+    ...plus(PD, D3), ...mix(T1, T3, highHalves, null), ...v.store(),
+    ...bump(PS, { constant: 16 }), ...bump(PD, { local: D4 }),
+  ];
+  const strip = [
+    ...op.get(SRC), ...op.set(PS), ...op.get(DST), ...op.set(PD), ...op.get(COLS4), ...op.set(J),
+    ...countdown(J, block),
+    // Next strip: 4 source rows down, 4 destination columns right.
+    ...op.get(SRC), ...op.get(S2), ...op.i32Add, ...op.get(S2), ...op.i32Add, ...op.set(SRC),
+    ...bump(DST, { constant: 16 }),
+  ];
+  const body = [
+    ...op.get(SS), ...op.get(SS), ...op.i32Add, ...op.set(S2),
+    ...op.get(S2), ...op.get(SS), ...op.i32Add, ...op.set(S3),
+    ...op.get(DS), ...op.get(DS), ...op.i32Add, ...op.set(D2),
+    ...op.get(D2), ...op.get(DS), ...op.i32Add, ...op.set(D3),
+    ...op.get(D2), ...op.get(D2), ...op.i32Add, ...op.set(D4),
+    ...op.block, ...op.get(COLS4), ...op.i32Eqz, ...op.brIf(0),
+    ...guardedCountdown(ROWS4, strip),
+    ...op.end,
+  ];
+  return { name: 'transpose4x4', params: 6, locals: [[8, I32], [8, V128]], body };
+}
+
+function binaryRowsDef(name: string, opcode: number): FunctionDef {
+  // params: a b out rows vecs bRowStride
+  const [A, B, OUT, ROWS, VECS, BSTRIDE] = [0, 1, 2, 3, 4, 5];
+  const [PB, J] = [6, 7];
+  const inner = [
+    ...op.get(OUT), ...op.get(A), ...v.load(), ...op.get(PB), ...v.load(), ...op.simd(opcode), ...v.store(),
+    ...bump(A, { constant: 16 }), ...bump(PB, { constant: 16 }), ...bump(OUT, { constant: 16 }),
+  ];
+  const row = [
+    ...op.get(B), ...op.set(PB), ...op.get(VECS), ...op.set(J),
+    ...countdown(J, inner),
+    ...bump(B, { local: BSTRIDE }),
+  ];
+  const body = [...op.block, ...op.get(VECS), ...op.i32Eqz, ...op.brIf(0), ...guardedCountdown(ROWS, row), ...op.end];
+  return { name, params: 6, locals: [[2, I32]], body };
+}
+
+function convFilterGrad3x3RowDef(): FunctionDef {
+  // params: x0 x1 x2 dy acc ow groups strideBytes pixelBytes
+  const [X0, X1, X2, DY, ACC, OW, GROUPS, SX, PIX] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  // i32 locals: p0 p1 p2 pdy c addr
+  const [P0, P1, P2, PDY, C, ADDR] = [9, 10, 11, 12, 13, 14];
+  // v128 locals: 9 accumulators, dy
+  const A = 15;
+  const DYV = 24;
+  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
+  const mulAdd = (acc: number, ptr: number, offset: number) => [
+    ...op.get(acc), ...op.get(ptr), ...loadSplat(offset), ...op.get(DYV), ...op.simd(0xe6) /* f32x4.mul */, ...op.simd(0xe4) /* f32x4.add */, ...op.set(acc),
+  ];
+  const column = [
+    ...op.get(PDY), ...v.load(), ...op.set(DYV),
+    ...mulAdd(A, P0, 0), ...mulAdd(A + 1, P0, 4), ...mulAdd(A + 2, P0, 8),
+    ...mulAdd(A + 3, P1, 0), ...mulAdd(A + 4, P1, 4), ...mulAdd(A + 5, P1, 8),
+    ...mulAdd(A + 6, P2, 0), ...mulAdd(A + 7, P2, 4), ...mulAdd(A + 8, P2, 8),
+    ...bump(P0, { local: SX }), ...bump(P1, { local: SX }), ...bump(P2, { local: SX }), ...bump(PDY, { local: PIX }),
+  ];
+  const accAt = (t: number) => (t === 0 ? [...op.get(ACC), ...op.set(ADDR)] : bump(ADDR, { local: PIX }));
+  const loadAccs = Array.from({ length: 9 }, (_, t) => [...accAt(t), ...op.get(ADDR), ...v.load(), ...op.set(A + t)]).flat();
+  const storeAccs = Array.from({ length: 9 }, (_, t) => [...accAt(t), ...op.get(ADDR), ...op.get(A + t), ...v.store()]).flat();
+  const group = [
+    ...loadAccs,
+    ...op.get(X0), ...op.set(P0), ...op.get(X1), ...op.set(P1), ...op.get(X2), ...op.set(P2), ...op.get(DY), ...op.set(PDY),
+    ...op.get(OW), ...op.set(C),
+    ...guardedCountdown(C, column),
+    ...storeAccs,
+    // Next 4 channels.
+    ...bump(ACC, { constant: 16 }), ...bump(DY, { constant: 16 }),
+  ];
+  return { name: 'convFilterGrad3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
+}
+
+function conv3x3RowDef(): FunctionDef {
+  // params: x0 x1 x2 w out ow groups strideBytes pixelBytes
+  const [X0, X1, X2, WP, OUT, OW, GROUPS, SX, PIX] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  // i32 locals: p0 p1 p2 pout c addr
+  const [P0, P1, P2, POUT, C, ADDR] = [9, 10, 11, 12, 13, 14];
+  // v128 locals: 9 filter vectors, the accumulator
+  const WV = 15;
+  const ACCV = 24;
+  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
+  const product = (t: number, ptr: number, offset: number) => [...op.get(ptr), ...loadSplat(offset), ...op.get(WV + t), ...op.simd(0xe6) /* f32x4.mul */];
+  const addProduct = (t: number, ptr: number, offset: number) => [...op.get(ACCV), ...product(t, ptr, offset), ...op.simd(0xe4) /* f32x4.add */, ...op.set(ACCV)];
+  const column = [
+    ...product(0, P0, 0), ...op.set(ACCV),
+    ...addProduct(1, P0, 4), ...addProduct(2, P0, 8),
+    ...addProduct(3, P1, 0), ...addProduct(4, P1, 4), ...addProduct(5, P1, 8),
+    ...addProduct(6, P2, 0), ...addProduct(7, P2, 4), ...addProduct(8, P2, 8),
+    ...op.get(POUT), ...op.get(ACCV), ...v.store(),
+    ...bump(P0, { local: SX }), ...bump(P1, { local: SX }), ...bump(P2, { local: SX }), ...bump(POUT, { local: PIX }),
+  ];
+  const wAt = (t: number) => (t === 0 ? [...op.get(WP), ...op.set(ADDR)] : bump(ADDR, { local: PIX }));
+  const loadW = Array.from({ length: 9 }, (_, t) => [...wAt(t), ...op.get(ADDR), ...v.load(), ...op.set(WV + t)]).flat();
+  const group = [
+    ...loadW,
+    ...op.get(X0), ...op.set(P0), ...op.get(X1), ...op.set(P1), ...op.get(X2), ...op.set(P2), ...op.get(OUT), ...op.set(POUT),
+    ...op.get(OW), ...op.set(C),
+    ...guardedCountdown(C, column),
+    // Next 4 channels.
+    ...bump(WP, { constant: 16 }), ...bump(OUT, { constant: 16 }),
+  ];
+  return { name: 'conv3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
+}
+
+function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
+  // params: a aStride b bStride out outStride k
+  const [AP, AS, BP, BS, OUT, OS, K] = [0, 1, 2, 3, 4, 5, 6];
+  // i32 locals: row pointers 1..rows-1
+  const rowPtr = [AP, ...Array.from({ length: rows - 1 }, (_, i) => 7 + i)];
+  const firstV = 7 + rows - 1;
+  // v128 locals: accumulators (row r, vector h: ACC + vecs * r + h), b vectors, splat
+  const ACC = firstV;
+  const BV = ACC + rows * vecs;
+  const S = BV + vecs;
+  const loadSplat = [...op.simd(0x09), 0x02, 0x00]; // v128.load32_splat
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const step = [
+    ...range(vecs).flatMap((h) => [...op.get(BP), ...v.load(16 * h), ...op.set(BV + h)]),
+    ...range(rows).flatMap((r) => [
+      ...op.get(rowPtr[r]!), ...loadSplat, ...op.set(S),
+      ...range(vecs).flatMap((h) => [
+        ...op.get(ACC + vecs * r + h), ...op.get(S), ...op.get(BV + h), ...op.simd(0xe6), ...op.simd(0xe4), ...op.set(ACC + vecs * r + h),
+      ]),
+      ...bump(rowPtr[r]!, { constant: 4 }),
+    ]),
+    ...bump(BP, { local: BS }),
+  ];
+  const store = range(rows).flatMap((r) => [
+    ...range(vecs).flatMap((h) => [...op.get(OUT), ...op.get(ACC + vecs * r + h), ...v.store(16 * h)]),
+    ...bump(OUT, { local: OS }),
+  ]);
+  const body = [
+    ...range(rows - 1).flatMap((i) => [...op.get(rowPtr[i]!), ...op.get(AS), ...op.i32Add, ...op.set(rowPtr[i + 1]!)]),
+    ...guardedCountdown(K, step),
+    ...store,
+  ];
+  return { name, params: 7, locals: [[rows - 1, I32], [rows * vecs + vecs + 1, V128]], body };
+}
+
+function copyRowsDef(name: string, vecs: number): FunctionDef {
+  // params: src srcStride dst rows: copies `rows` rows of 16 * vecs bytes, src rows srcStride apart, dst contiguous
+  const [SRC, SS, DST, ROWS] = [0, 1, 2, 3];
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const row = [
+    ...range(vecs).flatMap((h) => [...op.get(DST), ...op.get(SRC), ...v.load(16 * h), ...v.store(16 * h)]),
+    ...bump(SRC, { local: SS }), ...bump(DST, { constant: 16 * vecs }),
+  ];
+  return { name, params: 4, locals: [], body: guardedCountdown(ROWS, row) };
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -205,7 +413,11 @@ function str(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports the functions (all i32 params, no results). */
 export function assembleSimdModule(): Uint8Array {
-  const defs = [maxPoolGrad2x2RowDef(), sumColumns8Def()];
+  const defs = [
+    maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
+    binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
+    gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4),
+  ];
   const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
   const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
   const functions = defs.map((_, i) => uleb(i));

@@ -6,6 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { simdKernelsFor } from './simd.js';
 
 /**
  * dst[j * rows + i] = src[start + i * cols + j]: the [rows, cols] block at
@@ -37,20 +38,35 @@ export function transposeInto(src: Float32Array, start: number, rows: number, co
 }
 
 /**
+ * transposeInto for views on the wasm backend's heap: whole 4x4 blocks in wasm SIMD (simd.ts)
+ * when rows and cols are multiples of 4, else the JS loop. Same values either way (a copy).
+ */
+export function transposeOnHeap(backend: BackendWasm, src: Float32Array, start: number, rows: number, cols: number, dst: Float32Array): void {
+  const simd = rows % 4 === 0 && cols % 4 === 0 && rows > 0 && cols > 0 && src.buffer === dst.buffer ? simdKernelsFor(backend) : undefined;
+  if (simd) {
+    simd.transpose4x4(src.byteOffset + start * 4, dst.byteOffset, rows / 4, cols / 4, cols * 4, rows * 4);
+    return;
+  }
+  transposeInto(src, start, rows, cols, dst);
+}
+
+/**
  * x [..., rows, cols] (batch size 1) with its two innermost dimensions
- * transposed into a new tensor: the JS loop for wide float32 matrices, else
- * the stock wasm Transpose kernel.
+ * transposed into a new tensor: SIMD 4x4 blocks when both dimensions are
+ * multiples of 4, the JS loop for other wide float32 matrices, else the stock
+ * wasm Transpose kernel.
  */
 export function transposeInnerMatrix(x: tf.TensorInfo, backend: BackendWasm, stockTranspose: tf.KernelFunc): tf.TensorInfo {
   const rank = x.shape.length;
   const rows = x.shape[rank - 2];
   const cols = x.shape[rank - 1];
-  if (x.dtype === 'float32' && rows < cols && rows * cols === x.shape.reduce((p, d) => p * d, 1)) {
+  const simdShape = rows % 4 === 0 && cols % 4 === 0;
+  if (x.dtype === 'float32' && (rows < cols || simdShape) && rows * cols === x.shape.reduce((p, d) => p * d, 1)) {
     const shape = x.shape.slice();
     [shape[rank - 2], shape[rank - 1]] = [cols, rows];
     const out = backend.makeOutput(shape, 'float32');
     // Views are taken after the allocation: heap growth detaches older views.
-    transposeInto(backend.typedArrayFromHeap(x) as Float32Array, 0, rows, cols, backend.typedArrayFromHeap(out) as Float32Array);
+    transposeOnHeap(backend, backend.typedArrayFromHeap(x) as Float32Array, 0, rows, cols, backend.typedArrayFromHeap(out) as Float32Array);
     return out;
   }
   const perm = x.shape.map((_, i) => i);
