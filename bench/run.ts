@@ -3,16 +3,18 @@
  *  (a) single-process TensorFlow.js (`model.fit`, the baseline a user has today), same backend;
  *  (b) the cluster with 1, 2 and 4 local workers: images/s, the step split, bytes per step,
  *      scaling efficiency, peak RSS;
- *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch.
+ *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch;
+ *  (d) the largest world again with its variables on K parameter-server shard processes
+ *      (`--ps-shards K --ps-mode process`), at the first batch size.
  * Each configuration runs --runs times, round-robin, and the medians are reported.
  *
- *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--backend wasm]
+ *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--shards 2] [--backend wasm]
  */
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
-const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', backend: 'wasm', python: '/usr/bin/python3' });
+const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', shards: '2', backend: 'wasm', python: '/usr/bin/python3' });
 const batchSizes = a.batchSizes.split(',').map(Number);
 const worlds = a.workers.split(',').map(Number);
 
@@ -23,12 +25,29 @@ interface Sample {
   coordinatorRssMB?: number;
   workerRssMB?: number;
 }
-type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; run: () => Promise<Sample> };
+type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; shards?: number; run: () => Promise<Sample> };
 
 async function hasTorch(): Promise<boolean> {
   if (!existsSync(a.python)) return false;
   const r = await execa(a.python, ['-c', 'import torch'], { reject: false });
   return r.exitCode === 0;
+}
+
+function clusterConfig(w: number, b: number, shards: number): Config {
+  const sharded = shards > 1 ? ['--ps-shards', String(shards), '--ps-mode', 'process'] : [];
+  return {
+    name: `tensorfleet ${w} worker(s)${shards > 1 ? `, ${shards} PS shard processes` : ''}, batch ${b}`, kind: 'cluster', workers: w, batchSize: b, shards: shards > 1 ? shards : undefined,
+    run: async () => {
+      const r = await runCoordinator(['--workers', String(w), '--batch-size', String(b), '--backend', a.backend, '--train-limit', String(a.samples), '--test-limit', '100', ...sharded]);
+      return {
+        imagesPerSecond: r.imagesPerSecond,
+        phases: r.stepPhasesMs,
+        bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
+        coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
+        workerRssMB: Math.max(...r.perWorker.map((p) => p.peakRssBytes)) / 2 ** 20,
+      };
+    },
+  };
 }
 
 const configs: Config[] = [];
@@ -40,22 +59,9 @@ for (const b of batchSizes) {
       return { imagesPerSecond: r.imagesPerSecond, workerRssMB: r.peakRssBytes / 2 ** 20 };
     },
   });
-  for (const w of worlds) {
-    configs.push({
-      name: `tensorfleet ${w} worker(s), batch ${b}`, kind: 'cluster', workers: w, batchSize: b,
-      run: async () => {
-        const r = await runCoordinator(['--workers', String(w), '--batch-size', String(b), '--backend', a.backend, '--train-limit', String(a.samples), '--test-limit', '100']);
-        return {
-          imagesPerSecond: r.imagesPerSecond,
-          phases: r.stepPhasesMs,
-          bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
-          coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
-          workerRssMB: Math.max(...r.perWorker.map((p) => p.peakRssBytes)) / 2 ** 20,
-        };
-      },
-    });
-  }
+  for (const w of worlds) configs.push(clusterConfig(w, b, 1));
 }
+for (const k of a.shards.split(',').map(Number).filter((k) => k > 1)) configs.push(clusterConfig(Math.max(...worlds), batchSizes[0]!, k));
 const torch = await hasTorch();
 if (torch) {
   for (const b of batchSizes) {
@@ -90,7 +96,7 @@ const results = configs.map((c) => {
   const ss = samples.get(c.name)!;
   const phases = ss[0]!.phases ? Object.fromEntries(Object.keys(ss[0]!.phases!).map((k) => [k, median(ss.map((s) => s.phases![k]!))])) : undefined;
   return {
-    name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize,
+    name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize, shards: c.shards,
     imagesPerSecond: median(ss.map((s) => s.imagesPerSecond)),
     runs: ss.map((s) => s.imagesPerSecond),
     phasesMs: phases,
@@ -99,24 +105,25 @@ const results = configs.map((c) => {
     workerPeakRssMB: med(ss.map((s) => s.workerRssMB)),
   };
 });
-const oneWorker = (b: number) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b)?.imagesPerSecond;
+const oneWorker = (b: number) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b && !r.shards)?.imagesPerSecond;
 const peer = (b: number, p: number) => results.find((r) => r.kind === 'pytorch' && r.workers === p && r.batchSize === b)?.imagesPerSecond;
 const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
 printTable(
-  ['configuration', 'img/s (median)', 'runs', 'scaling eff.', 'vs PyTorch same procs', 'compute/encode/transfer/wait/opt ms', 'bytes/step/worker', 'RSS MB coord/worker'],
+  ['configuration', 'img/s (median)', 'runs', 'scaling eff.', 'vs PyTorch same procs', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
   results.map((r) => {
     const one = oneWorker(r.batchSize);
-    const p = results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
+    const p = r.shards && r.shards > 1 ? undefined : results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
     const ph = r.phasesMs;
     return [
       r.name, r.imagesPerSecond, r.runs.map((x) => x.toFixed(0)).join(' / '),
       r.kind === 'cluster' && one ? `${((100 * r.imagesPerSecond) / (r.workers * one)).toFixed(0)} %` : '-',
       r.kind !== 'pytorch' && p ? `${(r.imagesPerSecond / p).toFixed(2)}x` : '-',
       ph ? [ph.compute, ph.encode, ph.transfer, ph.wait, ph.optimizer].map((x) => fmt(x)).join(' / ') : '-',
+      ph ? `${fmt((100 * (ph.transfer! + ph.wait!)) / (ph.compute! + ph.encode! + ph.transfer! + ph.wait! + ph.optimizer!), 0)} %` : '-',
       r.bytesPerStepPerWorker === undefined ? '-' : String(r.bytesPerStepPerWorker),
       `${fmt(r.coordinatorPeakRssMB, 0)} / ${fmt(r.workerPeakRssMB, 0)}`,
     ];
   }),
 );
-const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios: batchSizes.map((b) => ({ batchSize: b, twoWorkersVsPytorch2: (results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b)?.imagesPerSecond ?? NaN) / (peer(b, 2) ?? NaN) })) });
+const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios: batchSizes.map((b) => ({ batchSize: b, twoWorkersVsPytorch2: (results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && !r.shards)?.imagesPerSecond ?? NaN) / (peer(b, 2) ?? NaN) })) });
 console.log(`\nwritten to ${path}`);
