@@ -22,7 +22,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** float32 -> IEEE half, round to nearest even, overflow to ±Inf, NaN kept NaN. */
 export function toFloat16Bits(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
+  return float16FromFloat32Bits(u32[0]!);
+}
+
+/** The half of a float32 given by its bit pattern (the encoder reads bits, not numbers: no scratch round trip per element). */
+function float16FromFloat32Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -81,10 +85,10 @@ function toBfloat16Bits(bits: number): number {
 export function encodeGradient(src: Float32Array, dtype: GradDtype, dst: Uint16Array): void {
   if (dtype === 'float32') throw new RangeError('float32 travels as is');
   if (dst.length !== src.length) throw new RangeError(`encode buffer has ${dst.length} elements; expected ${src.length}`);
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   if (dtype === 'float16') {
-    for (let i = 0; i < src.length; i++) dst[i] = toFloat16Bits(src[i]!);
+    for (let i = 0; i < src.length; i++) dst[i] = float16FromFloat32Bits(bits[i]!);
   } else {
-    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
     for (let i = 0; i < src.length; i++) dst[i] = toBfloat16Bits(bits[i]!);
   }
 }
