@@ -7,6 +7,8 @@ import { ParameterServer } from '../../src/ps/parameter-server.js';
 import { StepBarrier } from '../../src/ps/step-barrier.js';
 import { Random } from '../../src/data/random.js';
 
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
 function randomArray(n: number, seed: number): Float32Array {
   const r = Random.fromSeed(seed);
   return Float32Array.from({ length: n }, () => r.next() * 2 - 1);
@@ -89,6 +91,28 @@ describe('the shard kernel', () => {
         expect(slow.accumulate(x, 1, false)).toBe(false);
       }
     }
+  });
+});
+
+describe('Adam moments', () => {
+  it('flush to zero instead of decaying into subnormal floats, bitwise alike in SIMD and JavaScript', () => {
+    const n = 9;
+    const kernels = [new Adam(n), new Adam(n, { simd: false })];
+    const weights = kernels.map(() => randomArray(n, 11));
+    const first = randomArray(n, 12);
+    const zero = new Float32Array(n);
+    kernels.forEach((adam, k) => {
+      adam.apply(weights[k]!, first);
+      // beta1^900 * 1e-1 is about 1e-42: subnormal unless flushed
+      for (let step = 0; step < 900; step++) adam.apply(weights[k]!, zero);
+    });
+    for (const adam of kernels) {
+      for (const x of adam.m) expect(x === 0 || Math.abs(x) >= 2 ** -126).toBe(true);
+      expect(adam.m.every((x) => x === 0)).toBe(true);
+      for (const x of adam.v) expect(x === 0 || Math.abs(x) >= 2 ** -126).toBe(true);
+    }
+    expect(bytes(weights[0]!).equals(bytes(weights[1]!))).toBe(true);
+    expect(bytes(kernels[0]!.v).equals(bytes(kernels[1]!.v))).toBe(true);
   });
 });
 
