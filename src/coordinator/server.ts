@@ -14,11 +14,11 @@ import { HealthService } from './health.js';
 import type { Membership } from './membership.js';
 import { failCall, WorkerSession, type AttachCall } from './worker-session.js';
 import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
+import { malformed, tolerantService } from '../rpc/tolerant.js';
 
 /** Worker names: what fits a hostname or a Kubernetes pod name, and nothing else. */
 export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-const MALFORMED = 'malformed';
 
 export interface ServerSettings {
   jobId: string;
@@ -55,23 +55,8 @@ export class CoordinatorServer {
   ) {
     this.verifier = new TokenVerifier(settings.token);
     const service = loadProto().tensorfleet.v1.Coordinator.service;
-    // Bytes that do not parse reach the handler as a 'malformed' message and are answered with
-    // INVALID_ARGUMENT (grpc-js would answer INTERNAL, which reads as a server fault).
-    const attach = service.Attach;
-    const tolerantService = {
-      ...service,
-      Attach: {
-        ...attach,
-        requestDeserialize: (bytes: Buffer) => {
-          try {
-            return attach.requestDeserialize(bytes);
-          } catch (err) {
-            return { kind: MALFORMED, error: (err as Error).message };
-          }
-        },
-      },
-    };
-    this.server.addService(tolerantService, {
+    // Bytes that do not parse reach the handler as a 'malformed' message, answered INVALID_ARGUMENT.
+    this.server.addService(tolerantService(service), {
       Attach: (call: AttachCall) => this.attach(call),
     });
     this.health = new HealthService(this.server);
@@ -166,7 +151,8 @@ export class CoordinatorServer {
       if (dead || session?.closed) return;
       if (session) session.lastSeenMs = performance.now();
       try {
-        if ((msg.kind as string) === MALFORMED) throw new ProtocolError(`malformed message: ${(msg as unknown as { error: string }).error}`);
+        const unparsed = malformed(msg);
+        if (unparsed !== undefined) throw new ProtocolError(`malformed message: ${unparsed}`);
         if (!session) {
           session = this.admit(call, msg);
           return;
