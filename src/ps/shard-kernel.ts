@@ -67,8 +67,10 @@ function kernelModule(): WasmModule | null {
   return compiled;
 }
 
-/** 2^-126: Adam's moments below it (subnormal) are flushed to zero, as the module does (see the .wat). */
+/** 2^-126: subnormal gradient inputs and Adam moments below it are flushed to zero, as the module does (see the .wat). */
 const SMALLEST_NORMAL = 2 ** -126;
+/** 2^-56: smaller mean gradients count as zero, so that (1 - beta2) * g * g stays normal. */
+const SMALLEST_GRADIENT = 2 ** -56;
 
 const same = (a: Float32Array, b: Float32Array) => a.buffer === b.buffer && a.byteOffset === b.byteOffset;
 
@@ -123,13 +125,14 @@ class ScalarKernel implements ShardKernel {
     const f = Math.fround;
     const acc = this.g;
     const s = f(scale);
-    let check = 0;
+    let finite = true;
     for (let i = 0; i < acc.length; i++) {
-      const x = values[i]!;
+      let x = values[i]!;
+      if (!Number.isFinite(x)) finite = false;
+      else if (Math.abs(x) < SMALLEST_NORMAL) x = 0; // subnormals and -0 become +0, as in the module
       acc[i] = first ? f(s * x) : f(acc[i]! + f(s * x));
-      check += x * 0;
     }
-    return check === 0;
+    return finite;
   }
 
   adam(weights: Float32Array, total: number, step: AdamStep): void {
@@ -137,7 +140,8 @@ class ScalarKernel implements ShardKernel {
     const { g, m, v } = this;
     const [beta1, beta2, epsilon, lr, b1c, b2c, t, c1, c2] = [step.beta1, step.beta2, step.epsilon, step.lr, 1 - step.beta1, 1 - step.beta2, total, step.c1, step.c2].map(f) as number[] as [number, number, number, number, number, number, number, number, number];
     for (let i = 0; i < weights.length; i++) {
-      const gi = f(g[i]! / t);
+      let gi = f(g[i]! / t);
+      if (Math.abs(gi) < SMALLEST_GRADIENT) gi = 0;
       let mi = f(f(beta1 * m[i]!) + f(b1c * gi));
       let vi = f(f(beta2 * v[i]!) + f(f(b2c * gi) * gi));
       if (Math.abs(mi) < SMALLEST_NORMAL) mi = 0;

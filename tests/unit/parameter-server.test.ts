@@ -84,6 +84,11 @@ describe('the shard kernel', () => {
         expect(slow.accumulate(x, 7 + k, k === 0)).toBe(true);
       });
       expect(Buffer.from(fast.g.buffer, fast.g.byteOffset, fast.g.byteLength).equals(Buffer.from(slow.g.buffer, slow.g.byteOffset, slow.g.byteLength))).toBe(true);
+      // Tiny and subnormal inputs (flushed to zero in both) and negative zeros.
+      const odd = randomArray(n, 13).map((x, i) => [x * 1e-20, x * 1e-40, -0, x][i % 4]!);
+      expect(fast.accumulate(odd, 3, false)).toBe(true);
+      expect(slow.accumulate(odd, 3, false)).toBe(true);
+      expect(Buffer.from(fast.g.buffer, fast.g.byteOffset, fast.g.byteLength).equals(Buffer.from(slow.g.buffer, slow.g.byteOffset, slow.g.byteLength))).toBe(true);
       for (const bad of [NaN, Infinity, -Infinity]) {
         const x = randomArray(n, 9);
         x[n - 1] = bad; // the last element: a lane next to the padding
@@ -113,6 +118,22 @@ describe('Adam moments', () => {
     }
     expect(bytes(weights[0]!).equals(bytes(weights[1]!))).toBe(true);
     expect(bytes(kernels[0]!.v).equals(bytes(kernels[1]!.v))).toBe(true);
+  });
+
+  it('treats mean gradients below 2^-56 as zero, bitwise alike in SIMD and JavaScript', () => {
+    const n = 12;
+    const kernels = [new Adam(n), new Adam(n, { simd: false })];
+    const weights = kernels.map(() => randomArray(n, 21));
+    const g = randomArray(n, 22).map((x, i) => x * [1, 1e-10, 1e-17, 1e-19, 1e-30, 1e-40][i % 6]!);
+    kernels.forEach((adam, k) => {
+      for (let step = 0; step < 5; step++) adam.apply(weights[k]!, g, 2);
+    });
+    expect(bytes(weights[0]!).equals(bytes(weights[1]!))).toBe(true);
+    expect(bytes(kernels[0]!.m).equals(bytes(kernels[1]!.m))).toBe(true);
+    for (const adam of kernels) {
+      for (let i = 0; i < n; i++) if (Math.abs(g[i]! / 2) < 2 ** -56) expect(adam.m[i]).toBe(0);
+      for (const x of adam.v) expect(x === 0 || Math.abs(x) >= 2 ** -126).toBe(true);
+    }
   });
 });
 
