@@ -12,7 +12,7 @@ export interface Evaluation {
   confusion: number[][];
 }
 
-export async function evaluateModel(model: tf.LayersModel, set: LabeledImages, batchSize = 1000): Promise<Evaluation> {
+export async function evaluateModel(model: tf.LayersModel, set: LabeledImages, batchSize = 250): Promise<Evaluation> {
   let lossSum = 0;
   let correct = 0;
   const confusion = Array.from({ length: NUM_CLASSES }, () => new Array<number>(NUM_CLASSES).fill(0));
