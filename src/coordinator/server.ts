@@ -15,6 +15,7 @@ import type { Membership } from './membership.js';
 import { failCall, WorkerSession, type AttachCall } from './worker-session.js';
 import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 import { malformed, tolerantService } from '../rpc/tolerant.js';
+import { shutdownServer } from '../rpc/shutdown.js';
 
 /** Worker names: what fits a hostname or a Kubernetes pod name, and nothing else. */
 export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -118,17 +119,7 @@ export class CoordinatorServer {
   async close(graceMs = 2000): Promise<void> {
     this.accepting = false;
     clearInterval(this.monitor);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownServer(this.server, graceMs);
   }
 
   private attach(call: AttachCall): void {

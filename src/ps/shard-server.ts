@@ -14,6 +14,7 @@ import { loadProto, type ShardCommand__Output, type ShardDownload, type ShardRep
 import { isGradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { malformed, tolerantService } from '../rpc/tolerant.js';
+import { shutdownServer } from '../rpc/shutdown.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { ShardStateError } from './errors.js';
 import { VariableShard } from './shard.js';
@@ -80,17 +81,7 @@ export class ShardServer {
     this.closed = true;
     this.health.setStatus('', 'NOT_SERVING');
     for (const call of [this.control, ...this.workers.values()]) call?.end();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownServer(this.server, graceMs);
   }
 
   private authorized(call: ControlCall | ExchangeCall): boolean {

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { withStockFallback } from './stock-fallback.js';
 import { simdKernelsFor } from './simd.js';
 
 interface KernelArgs {
@@ -57,22 +58,6 @@ function addSimd(args: KernelArgs): tf.TensorInfo | null {
   return out;
 }
 
-function replacement(stock: tf.KernelConfig, name: string, fast: (args: KernelArgs) => tf.TensorInfo | null): tf.KernelConfig {
-  if (stock.backendName !== 'wasm' || stock.kernelName !== name) {
-    throw new Error(`create${name}Config: expected the wasm ${name}, got ${stock.kernelName}/${stock.backendName}`);
-  }
-  const stockFunc = stock.kernelFunc;
-  const kernelFunc = (args: KernelArgs): tf.TensorInfo =>
-    fast(args) ?? (stockFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo);
-  return {
-    kernelName: name,
-    backendName: 'wasm',
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    setupFunc: stock.setupFunc,
-    disposeFunc: stock.disposeFunc,
-  };
-}
-
 export function createAddConfig(stock: tf.KernelConfig): tf.KernelConfig {
-  return replacement(stock, 'Add', addSimd);
+  return withStockFallback<KernelArgs>(stock, 'Add', addSimd);
 }

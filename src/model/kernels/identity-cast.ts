@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { withStockFallback } from './stock-fallback.js';
 
 interface UnaryArgs {
   inputs: { x: tf.TensorInfo };
@@ -23,7 +24,6 @@ interface UnaryArgs {
   attrs?: tf.NamedAttrMap;
 }
 
-type Handler = (args: UnaryArgs) => tf.TensorInfo | null;
 
 const NUMERIC: ReadonlySet<string> = new Set(['float32', 'int32', 'bool']);
 
@@ -52,28 +52,12 @@ function castHandler(args: UnaryArgs): tf.TensorInfo | null {
   return dtype === 'bool' ? castToBool(args) : null;
 }
 
-function replacement(stock: tf.KernelConfig, name: string, handler: Handler): tf.KernelConfig {
-  if (stock.backendName !== 'wasm' || stock.kernelName !== name) {
-    throw new Error(`create${name}Config: expected the wasm ${name}, got ${stock.kernelName}/${stock.backendName}`);
-  }
-  const stockFunc = stock.kernelFunc;
-  const kernelFunc = (args: UnaryArgs): tf.TensorInfo =>
-    handler(args) ?? (stockFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo);
-  return {
-    kernelName: name,
-    backendName: 'wasm',
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    setupFunc: stock.setupFunc,
-    disposeFunc: stock.disposeFunc,
-  };
-}
-
 /** Identity shares numeric data. */
 export function createIdentityConfig(stock: tf.KernelConfig): tf.KernelConfig {
-  return replacement(stock, 'Identity', share);
+  return withStockFallback<UnaryArgs>(stock, 'Identity', share);
 }
 
 /** Cast shares data when the dtype does not change and computes x != 0 for bool. */
 export function createCastConfig(stock: tf.KernelConfig): tf.KernelConfig {
-  return replacement(stock, 'Cast', castHandler);
+  return withStockFallback<UnaryArgs>(stock, 'Cast', castHandler);
 }

@@ -3,7 +3,7 @@
  *
  * The JS kernels of this folder (MaxPoolGrad, the bias-gradient Sum) work one float at a time,
  * about 3-5 ns per element; the same loops over f32x4 lanes are several times faster. The
- * module is assembled here from its bytes (no toolchain, no file to ship) and instantiated
+ * module is assembled from its bytes (wasm-assembler.ts: no toolchain, no file to ship) and instantiated
  * against the tfjs wasm backend's own `WebAssembly.Memory`, so it reads and writes tensors
  * where they live: pointers are the backend's memory offsets.
  *
@@ -13,6 +13,7 @@
  * summation order).
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { assembleModule, bump, countdown, guardedCountdown, I32, op, uleb, V128, v, type FunctionDef } from './wasm-assembler.js';
 
 export interface SimdKernels {
   /**
@@ -61,88 +62,6 @@ export interface SimdKernels {
   copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
 
-// ---------------------------------------------------------------------------------------------
-// A minimal assembler: just what the two functions below need.
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
-
-const I32 = 0x7f;
-const V128 = 0x7b;
-
-const op = {
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  end: [0x0b],
-  br: (depth: number) => [0x0c, ...uleb(depth)],
-  brIf: (depth: number) => [0x0d, ...uleb(depth)],
-  get: (i: number) => [0x20, ...uleb(i)],
-  set: (i: number) => [0x21, ...uleb(i)],
-  tee: (i: number) => [0x22, ...uleb(i)],
-  i32: (n: number) => [0x41, ...sleb(n)],
-  i32Add: [0x6a],
-  i32Sub: [0x6b],
-  i32Eqz: [0x45],
-  f32: (x: number) => [0x43, ...new Uint8Array(Float32Array.of(x).buffer)],
-  simd: (code: number) => [0xfd, ...uleb(code)],
-};
-const v = {
-  load: (offset = 0) => [...op.simd(0x00), 0x04, ...uleb(offset)],
-  store: (offset = 0) => [...op.simd(0x0b), 0x04, ...uleb(offset)],
-  shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
-  f32x4Splat: op.simd(0x13),
-  f32x4Gt: op.simd(0x44),
-  and: op.simd(0x4e),
-  andNot: op.simd(0x4f),
-  or: op.simd(0x50),
-  bitselect: op.simd(0x52),
-  f64x2PromoteLow: op.simd(0x5f),
-  f64x2Add: op.simd(0xf0),
-};
-
-/** `local = local + delta` (delta: a local index or a constant). */
-function bump(local: number, delta: { local: number } | { constant: number }): number[] {
-  return [...op.get(local), ...('local' in delta ? op.get(delta.local) : op.i32(delta.constant)), ...op.i32Add, ...op.set(local)];
-}
-
-/** `do { body } while (--counter != 0)`; the counter must start above zero. */
-function countdown(counter: number, body: number[]): number[] {
-  return [...op.loop, ...body, ...op.get(counter), ...op.i32(1), ...op.i32Sub, ...op.tee(counter), ...op.brIf(0), ...op.end];
-}
-
-/** `if (counter != 0) countdown(...)`. */
-function guardedCountdown(counter: number, body: number[]): number[] {
-  return [...op.block, ...op.get(counter), ...op.i32Eqz, ...op.brIf(0), ...countdown(counter, body), ...op.end];
-}
-
-interface FunctionDef {
-  name: string;
-  params: number;
-  /** Extra locals, in order after the params: [count, type]. */
-  locals: Array<[number, number]>;
-  body: number[];
-}
 
 function maxPoolGrad2x2RowDef(): FunctionDef {
   // params: x0 x1 dx0 dx1 dy windows channels
@@ -404,41 +323,12 @@ function copyRowsDef(name: string, vecs: number): FunctionDef {
   return { name, params: 4, locals: [], body: guardedCountdown(ROWS, row) };
 }
 
-function section(id: number, content: number[]): number[] {
-  return [id, ...uleb(content.length), ...content];
-}
-
-function vec(items: number[][]): number[] {
-  return [...uleb(items.length), ...items.flat()];
-}
-
-function str(s: string): number[] {
-  const bytes = [...new TextEncoder().encode(s)];
-  return [...uleb(bytes.length), ...bytes];
-}
-
 /** The module's bytes: imports env.memory, exports the functions (all i32 params, no results). */
 export function assembleSimdModule(): Uint8Array {
-  const defs = [
+  return assembleModule([
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
     binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
     gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4),
-  ];
-  const types = defs.map((d) => [0x60, ...vec(Array.from({ length: d.params }, () => [I32])), 0x00]);
-  const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, 0x00]]; // memory, limits: min 0, no max
-  const functions = defs.map((_, i) => uleb(i));
-  const exports = defs.map((d, i) => [...str(d.name), 0x00, ...uleb(i)]);
-  const code = defs.map((d) => {
-    const fn = [...vec(d.locals.map(([n, t]) => [...uleb(n), t])), ...d.body, ...op.end];
-    return [...uleb(fn.length), ...fn];
-  });
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(2, vec(imports)),
-    ...section(3, vec(functions)),
-    ...section(7, vec(exports)),
-    ...section(10, vec(code)),
   ]);
 }
 
