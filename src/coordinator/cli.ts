@@ -66,7 +66,8 @@ const program = new Command('coordinator')
   .addOption(opt('--drain-timeout <s>', 'on SIGTERM, seconds the step in flight may take before it is aborted', 'DRAIN_TIMEOUT').argParser(parseSeconds).default(10_000, '10'))
   .addOption(opt('--grad-dtype <dtype>', 'encoding of the gradients workers send (averaging stays float32)', 'GRAD_DTYPE').choices(GRAD_DTYPES).default('float32'))
   .addOption(opt('--ps-shards <k>', 'split the variables over K parameter-server shards', 'PS_SHARDS').argParser(parseInteger).default(1))
-  .addOption(opt('--ps-mode <mode>', 'shards inside the coordinator, or `parameter-server` processes (started here with --launch local)', 'PS_MODE').choices(PS_MODES).default('in-process'))
+  .addOption(opt('--ps-mode <mode>', 'shards inside the coordinator, `parameter-server` processes (started here with --launch local), or colocated: one shard served by each worker', 'PS_MODE').choices(PS_MODES).default('in-process'))
+  .addOption(opt('--snapshot-every <k>', 'with --ps-mode colocated: keep a rollback point every K steps (a lost worker takes its shard with it)', 'SNAPSHOT_EVERY').argParser(parseInteger).default(50))
   .addOption(opt('--ps-address <host:port>', 'with --ps-mode process and --launch none: an external shard, in shard order (repeat it; env: comma-separated)', 'PS_ADDRESSES').argParser(collectAddresses))
   .addOption(opt('--save-model <dir>', 'write the trained model (TensorFlow.js layers format) here', 'SAVE_MODEL'))
   .addOption(opt('--report <file>', 'write the JSON run report here', 'REPORT'))
@@ -120,6 +121,7 @@ const options: CoordinatorOptions = {
   gradDtype: flags.gradDtype,
   psShards: flags.psShards,
   psMode: flags.psMode,
+  snapshotEvery: flags.snapshotEvery,
   psAddresses: flags.psAddress,
 };
 

@@ -8,6 +8,8 @@ import type { WorkerSession } from './worker-session.js';
 export interface MembershipEvents {
   joined: [WorkerSession];
   left: [WorkerSession, string];
+  /** Co-located shards: the member's shard listens (its shardAddress is set). */
+  shardReady: [WorkerSession];
 }
 
 export class Membership extends EventEmitter<MembershipEvents> {
@@ -50,6 +52,31 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** Current members in rank order. */
   ranked(): WorkerSession[] {
     return [...this.members.values()].sort((a, b) => a.joinSeq - b.joinSeq);
+  }
+
+  /** Co-located shards: the members, in rank order, once every one serves its shard. Rejects on abort. */
+  async readyMembers(signal: AbortSignal): Promise<WorkerSession[]> {
+    for (;;) {
+      signal.throwIfAborted();
+      const members = this.ranked();
+      if (members.length > 0 && members.every((s) => s.shardAddress !== undefined)) return members;
+      await new Promise<void>((resolve, reject) => {
+        const cleanup = () => {
+          this.off('shardReady', done).off('left', done).off('joined', done);
+          signal.removeEventListener('abort', onAbort);
+        };
+        const done = () => {
+          cleanup();
+          resolve();
+        };
+        const onAbort = () => {
+          cleanup();
+          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        };
+        this.on('shardReady', done).on('left', done).on('joined', done);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    }
   }
 
   /** Resolves once at least `count` members are present; rejects on abort. */

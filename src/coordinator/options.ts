@@ -11,7 +11,7 @@ import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.js';
 
 export const LAUNCH_MODES = ['local', 'none'] as const;
 export type LaunchMode = (typeof LAUNCH_MODES)[number];
-export const PS_MODES = ['in-process', 'process'] as const;
+export const PS_MODES = ['in-process', 'process', 'colocated'] as const;
 export type PsMode = (typeof PS_MODES)[number];
 
 export interface CoordinatorOptions {
@@ -76,8 +76,13 @@ export interface CoordinatorOptions {
   gradDtype?: string;
   /** Parameter-server shards the variables are split over (at most the model's parameter count). Default 1. */
   psShards?: number;
-  /** `in-process` shards live in the coordinator; `process` shards are `parameter-server` processes. Default in-process. */
+  /**
+   * `in-process` shards live in the coordinator; `process` shards are `parameter-server`
+   * processes; `colocated`: every worker serves one shard (as many shards as members). Default in-process.
+   */
   psMode?: string;
+  /** With psMode colocated: keep a rollback point (the full state) every K steps, for losing a member. Default 50. */
+  snapshotEvery?: number;
   /** With psMode process and launch none: HOST:PORT of each externally run shard, psShards of them, in shard order. */
   psAddresses?: string[];
 }
@@ -114,6 +119,7 @@ export interface CompiledCoordinatorOptions {
   gradDtype: GradDtype;
   psShards: number;
   psMode: PsMode;
+  snapshotEvery: number;
   /** Empty unless the shards are external processes (psMode process, launch none). */
   psAddresses: string[];
 }
@@ -149,6 +155,8 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
   const psShards = int('psShards', options.psShards, 1, 1, 4096);
   const psMode = oneOf('psMode', options.psMode, 'in-process', PS_MODES);
   const psAddresses = compilePsAddresses(options.psAddresses ?? [], psShards, psMode, launch);
+  if (psMode === 'colocated' && (options.tlsCert || options.tlsCa)) throw new TypeError('psMode colocated does not support TLS yet (workers would need server certificates for their shards): use psMode in-process or process with TLS');
+  if (psMode === 'colocated' && psShards !== 1) throw new TypeError(`psShards is the number of members with psMode colocated (each worker serves one shard); got ${psShards}`);
   return {
     workers,
     minWorkers: int('minWorkers', options.minWorkers, 1, 1, maxWorkers),
@@ -181,6 +189,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions = {}): Com
     gradDtype: oneOf('gradDtype', options.gradDtype, 'float32', GRAD_DTYPES),
     psShards,
     psMode,
+    snapshotEvery: int('snapshotEvery', options.snapshotEvery, 50, 1),
     psAddresses,
   };
 }

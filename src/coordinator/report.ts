@@ -51,6 +51,8 @@ export interface RunReport {
   wallSeconds: number;
   membershipChanges: number;
   abortedSteps: number;
+  /** Co-located shards: committed steps redone because a member left with its shard (0 otherwise). */
+  rolledBackSteps: number;
   staleGradients: number;
   /** Gradients rejected for NaN/Inf values (their senders were disconnected and the step redone). */
   rejectedContributions: number;
@@ -96,6 +98,7 @@ export interface ReportInputs {
   wallMs: number;
   membershipChanges: number;
   abortedSteps: number;
+  rolledBackSteps?: number;
   rejectedContributions: number;
   heartbeatTimeouts: number;
   sessions: WorkerSession[];
@@ -133,6 +136,7 @@ export function buildReport(r: ReportInputs): RunReport {
     wallSeconds: r.wallMs / 1000,
     membershipChanges: r.membershipChanges,
     abortedSteps: r.abortedSteps,
+    rolledBackSteps: r.rolledBackSteps ?? 0,
     staleGradients: r.sessions.reduce((a, s) => a + s.staleGradients, 0),
     rejectedContributions: r.rejectedContributions,
     heartbeatTimeouts: r.heartbeatTimeouts,

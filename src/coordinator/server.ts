@@ -33,6 +33,18 @@ export interface ServerSettings {
   gradDtype: GradDtype;
   /** Parameter-server shard processes workers exchange weights and gradients with (none: this process). */
   shards?: { address: string; offset: number; length: number }[];
+  /** Co-located shards: every worker serves one shard and reports its port (ShardReady). */
+  colocated?: boolean;
+}
+
+/** `HOST:PORT` of a peer's shard, from the address its Attach stream comes from (grpc-js' getPeer()). */
+export function shardAddressOf(peer: string, port: number): string {
+  const cut = peer.lastIndexOf(':');
+  let host = cut > 0 ? peer.slice(0, cut) : peer;
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped) host = mapped[1]!;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export class CoordinatorServer {
@@ -155,6 +167,15 @@ export class CoordinatorServer {
           case 'heartbeat':
             session.onHeartbeat();
             break;
+          case 'shardListening': {
+            const port = msg.shardListening!.port;
+            if (!this.settings.colocated) throw new ProtocolError('shard_listening, but this job does not co-locate shards');
+            if (!(port >= 1 && port <= 65535)) throw new ProtocolError(`shard_listening names port ${port}`);
+            session.shardAddress = shardAddressOf(call.getPeer(), port);
+            this.log.info({ workerId: session.id, shard: session.shardAddress }, 'worker serves a shard');
+            this.membership.emit('shardReady', session);
+            break;
+          }
           default:
             throw new ProtocolError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);
         }
@@ -213,6 +234,7 @@ export class CoordinatorServer {
         chunkBytes: this.settings.chunkBytes,
         heartbeatIntervalMs: this.heartbeatIntervalMs,
         shards: this.settings.shards ?? [],
+        hostShard: this.settings.colocated ?? false,
       },
     });
     this.log.info({ workerId: id, pid: hello.pid, host: hello.hostname, backend: hello.backend }, 'worker joined');

@@ -82,7 +82,7 @@ export async function runSyncStep(ctx: SyncStepContext, step: number, round: num
         }
         committing = true;
         // Decided: every shard holds every finite contribution. A member leaving now changes nothing.
-        await shards.commit(round);
+        shards.commitAndContinue(round);
       } else {
         ps!.commit(contributions);
       }

@@ -16,7 +16,7 @@ import { assignWeights, layoutOf, type VariableLayout } from '../model/variables
 import { createModel } from '../model/zoo.js';
 import { ParameterServer } from '../ps/parameter-server.js';
 import type { ShardState } from '../ps/shard.js';
-import { ShardGroup } from '../ps/shard-group.js';
+import { ShardGroup, type ShardGroupOptions } from '../ps/shard-group.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import type { CoordinatorCounters } from '../telemetry/types.js';
 import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
@@ -29,6 +29,8 @@ import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
 import { runSyncStep } from './sync-step.js';
 import type { CoordinatorHooks } from './hooks.js';
+import { ColocatedShards } from './colocated.js';
+import { ShardLostError } from '../ps/errors.js';
 
 export type { CoordinatorHooks, StepEvent } from './hooks.js';
 
@@ -41,6 +43,12 @@ export class Coordinator {
   private ps: ParameterServer | undefined;
   /** With psMode process: the shard processes that hold the variables instead of `ps`. */
   private shards: ShardGroup | undefined;
+  /** With psMode colocated: the shards the workers serve, re-formed when the members change. */
+  private colocated: ColocatedShards | undefined;
+  /** With psMode colocated: the state and counters a lost member makes the run go back to. */
+  private rollbackPoint: { state: ShardState; step: number; epoch: number; cursor: number; progress: { steps: number; samples: number; lossSum: number }; trainedSamples: number } | undefined;
+  /** Committed steps undone by going back to a rollback point (colocated shards). */
+  private rolledBackSteps = 0;
   /** Ends the run when a shard process is lost. */
   private readonly shardLost = new AbortController();
   /** The weights of the last snapshot taken from the shards (evaluation, checkpoints). */
@@ -128,6 +136,7 @@ export class Coordinator {
     this.hash = configHash(hashed);
     const resumed = o.resume ? this.restore(describeConfig(hashed)) : undefined;
     if (o.psMode === 'process') await this.connectShards(jobId, psAddresses, resumed);
+    else if (o.psMode === 'colocated') this.colocate(jobId, resumed);
     else if (resumed) this.ps!.restore(resumed);
     if (!o.token) this.log.warn('running without a job token (--insecure): anyone who can reach the port can join and send gradients');
     this.server = new CoordinatorServer(
@@ -141,8 +150,9 @@ export class Coordinator {
           gradDtype: o.gradDtype,
         },
         // With shard processes, gradient tensors bypass the coordinator: its streams carry statistics.
-        modelSize: this.shards ? 0 : this.layout.totalSize,
+        modelSize: this.ps ? this.layout.totalSize : 0,
         shards: this.shards?.endpoints(),
+        colocated: this.colocated !== undefined,
         chunkBytes: o.chunkBytes,
         maxWorkers: o.maxWorkers,
         heartbeatTimeoutMs: o.heartbeatTimeoutMs,
@@ -158,11 +168,42 @@ export class Coordinator {
     return port;
   }
 
+  private shardGroupOptions(jobId: string): Omit<ShardGroupOptions, 'addresses'> {
+    const o = this.options;
+    return { size: this.layout.totalSize, token: o.token, tls: o.tls.cert ? { ca: o.tls.ca ?? o.tls.cert, cert: o.tls.ca ? o.tls.cert : undefined, key: o.tls.ca ? o.tls.key : undefined } : {}, jobId, gradDtype: o.gradDtype, chunkBytes: o.chunkBytes, adam: { lr: o.lr } };
+  }
+
+  /** Co-located shards: the group forms before the first step; until then the rollback point holds the (fresh or resumed) state. */
+  private colocate(jobId: string, resumed: ShardState | undefined): void {
+    const size = this.layout.totalSize;
+    this.colocated = new ColocatedShards(this.membership, this.shardGroupOptions(jobId), this.log);
+    this.capture(resumed ?? { weights: initialWeights(this.layout, this.options.seed), m: new Float32Array(size), v: new Float32Array(size), iterations: 0, version: 0 });
+  }
+
+  /** Keeps `state`, taken at this step, as the rollback point. */
+  private capture(state: ShardState): void {
+    this.rollbackPoint = { state, step: this.step, epoch: this.plan.epoch, cursor: this.plan.cursor, progress: { ...this.epoch }, trainedSamples: this.trainedSamples };
+  }
+
+  /** Goes back to the rollback point (counters and data cursor); returns its state. */
+  private rollBack(): ShardState {
+    const p = this.rollbackPoint!;
+    if (this.step > p.step) {
+      this.rolledBackSteps += this.step - p.step;
+      this.log.warn({ from: this.step, to: p.step }, 'a member left with its shard; going back to the rollback point');
+    }
+    this.step = p.step;
+    this.plan.restore(p.epoch, p.cursor);
+    this.epoch = { ...p.progress };
+    this.trainedSamples = p.trainedSamples;
+    return p.state;
+  }
+
   private async connectShards(jobId: string, addresses: string[], resumed: ShardState | undefined): Promise<void> {
     const o = this.options;
     if (addresses.length !== o.psShards) throw new TypeError(`psAddresses names ${addresses.length} shard(s); psShards is ${o.psShards}`);
     const size = this.layout.totalSize;
-    this.shards = new ShardGroup({ addresses, size, token: o.token, tls: o.tls.cert ? { ca: o.tls.ca ?? o.tls.cert, cert: o.tls.ca ? o.tls.cert : undefined, key: o.tls.ca ? o.tls.key : undefined } : {}, jobId, gradDtype: o.gradDtype, chunkBytes: o.chunkBytes, adam: { lr: o.lr } });
+    this.shards = new ShardGroup({ ...this.shardGroupOptions(jobId), addresses });
     void this.shards.lost.then((err) => {
       this.log.error({ err: err.message }, 'parameter-server shard lost');
       this.shardLost.abort(err);
@@ -175,6 +216,20 @@ export class Coordinator {
   /** The full parameter-server state: views of the in-process one, or a snapshot of the shard processes. */
   private async state(): Promise<ShardState> {
     if (this.ps) return { weights: this.ps.weights, ...this.ps.optimizer, version: this.ps.version };
+    if (this.colocated) {
+      const group = this.colocated.group;
+      // No group (yet, or it broke): the rollback point, with the counters that go with it.
+      let state: ShardState;
+      try {
+        state = group ? await group.snapshot() : this.rollBack();
+      } catch (err) {
+        if (!(err instanceof ShardLostError)) throw err;
+        state = this.rollBack();
+      }
+      this.capture(state);
+      this.snapshotWeights = state.weights;
+      return state;
+    }
     if (!this.shards) throw new RangeError('no parameter server yet');
     const state = await this.shards.snapshot();
     this.snapshotWeights = state.weights;
@@ -238,6 +293,8 @@ export class Coordinator {
           if (this.draining) return await this.stopDrained(wallStart);
           try {
             await this.waitForQuorum(waits);
+            // A group formed from the rollback point may have moved the data cursor: look again.
+            if (this.colocated && (await this.colocated.ensure(waits, () => this.rollBack()))) continue;
             const world = this.membership.size;
             const result = await this.runStep(stepSignal);
             this.epoch.steps++;
@@ -246,12 +303,14 @@ export class Coordinator {
             this.trainedSamples += result.samples;
             this.emitStep(result, this.epoch.steps, world);
             if (this.step % o.checkpointEvery === 0) await this.checkpoint();
+            else if (this.colocated && this.step % o.snapshotEvery === 0) await this.state();
           } catch (err) {
             if (err instanceof DrainingError) return await this.stopDrained(wallStart);
-            if (!(err instanceof MembershipChangedError)) throw err;
+            if (!(err instanceof MembershipChangedError || (this.colocated && err instanceof ShardLostError))) throw err;
+            const reason = err instanceof MembershipChangedError ? err.reason : err.message;
             this.abortedSteps++;
-            this.log.warn({ step: this.step, reason: err.reason }, 'step aborted; redoing it');
-            this.hooks.onStepAborted?.({ step: this.step, reason: err.reason });
+            this.log.warn({ step: this.step, reason }, 'step aborted; redoing it');
+            this.hooks.onStepAborted?.({ step: this.step, reason });
           }
         }
         this.closeSegment();
@@ -271,6 +330,8 @@ export class Coordinator {
       savedModel = o.saveModel;
       this.log.info({ dir: o.saveModel }, 'model saved');
     }
+    // The workers serving co-located shards are about to stop: their shards' end is no failure.
+    this.colocated?.close();
     this.stopWorkers('training completed', true);
     return this.finish('completed', wallStart, savedModel);
   }
@@ -287,6 +348,7 @@ export class Coordinator {
       () => this.stopWorkers('coordinator shutting down', false),
       () => this.server?.close(),
       () => this.shards?.close(),
+      () => this.colocated?.close(),
       () => this.evalModel?.dispose(),
     ];
     for (const stepFn of steps) {
@@ -321,6 +383,7 @@ export class Coordinator {
   private async stopDrained(wallStart: number): Promise<RunReport> {
     this.closeSegment();
     await this.checkpoint();
+    this.colocated?.close();
     this.stopWorkers('the coordinator is draining; reconnect when it is back', false);
     return this.finish('stopped', wallStart);
   }
@@ -397,7 +460,7 @@ export class Coordinator {
         membership: this.membership,
         plan: this.plan,
         ps: this.ps,
-        shards: this.shards,
+        shards: this.shards ?? this.colocated?.group,
         chunkBytes: this.options.chunkBytes,
         log: this.log,
         onRejected: () => this.rejectedContributions++,
@@ -427,6 +490,7 @@ export class Coordinator {
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,
+      rolledBackSteps: this.rolledBackSteps,
       rejectedContributions: this.rejectedContributions,
       heartbeatTimeouts: this.server?.timedOut ?? 0,
       sessions: this.membership.history,

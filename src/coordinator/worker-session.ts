@@ -37,6 +37,10 @@ export class WorkerSession {
   bytesSent = 0;
   bytesReceived = 0;
   closed = false;
+  /** Co-located shards: where this worker's shard listens (set by its ShardListening). */
+  shardAddress: string | undefined;
+  /** Co-located shards: the shard list to send with this worker's next Step (the group changed). */
+  pendingShards: { address: string; offset: number; length: number; workerId: string }[] | undefined;
   /** When the last message of any kind arrived (performance.now() ms). */
   lastSeenMs = performance.now();
   /** Summed step phases of this worker (ms), for the report's step split. */
@@ -91,7 +95,9 @@ export class WorkerSession {
     this.expected = expected;
     this.assignedAtMs = performance.now();
     this.gradient.reset();
-    this.send({ step: message });
+    const shards = this.pendingShards;
+    this.pendingShards = undefined;
+    this.send({ step: shards ? { ...message, shards } : message });
   }
 
   /** Takes one gradient chunk; chunks of rounds that are no longer current are dropped. */

@@ -59,6 +59,11 @@ export class RemoteShard {
     this.lost = new Promise((resolve) => (this.markLost = resolve));
   }
 
+  /** Why the shard was lost (undefined while it serves). */
+  get failure(): ShardLostError | undefined {
+    return this.error;
+  }
+
   get range(): ShardRange {
     return this.options.range;
   }

@@ -10,7 +10,7 @@ import type { AdamOptions } from './adam.js';
 import { RemoteShard } from './shard-client.js';
 import type { ShardState } from './shard.js';
 import { shardLayout, type ShardRange } from './shard-layout.js';
-import type { ShardLostError } from './errors.js';
+import { ShardLostError } from './errors.js';
 import type { ExpectedSlice } from './slice-collector.js';
 
 export interface ShardGroupOptions {
@@ -38,8 +38,13 @@ export class ShardGroup {
     this.shards = this.layout.map(
       (range, i) => new RemoteShard({ address: options.addresses[i]!, range, token: options.token, tls: options.tls, connectTimeoutMs: options.connectTimeoutMs ?? 60_000 }),
     );
-    this.lost = Promise.race(this.shards.map((s) => s.lost));
+    let broken!: (err: ShardLostError) => void;
+    this.broken = (err) => broken(err);
+    this.lost = Promise.race([...this.shards.map((s) => s.lost), new Promise<ShardLostError>((resolve) => (broken = resolve))]);
   }
+
+  /** Ends the group as a lost shard would (a commit that went wrong after the step moved on). */
+  private readonly broken: (err: ShardLostError) => void;
 
   get size(): number {
     return this.options.size;
@@ -69,6 +74,24 @@ export class ShardGroup {
     const answers = await Promise.all(this.shards.map((s) => s.prepare(step, round, expected)));
     const bad = new Set(answers.flatMap((a) => a.nonFiniteWorkerIds));
     return { ok: answers.every((a) => a.ok), nonFiniteWorkerIds: [...bad] };
+  }
+
+  /**
+   * Phase two, decided: sends Commit to every shard and moves `version` on at once, so the next
+   * step goes out without waiting for the answers (every shard applies its commands in order,
+   * and workers wait for the weights of the version their step names). A shard that fails to
+   * commit, or disagrees on the version, ends the group through `lost`.
+   */
+  commitAndContinue(round: number): number {
+    const expected = this.version + 1;
+    this.version = expected;
+    Promise.all(this.shards.map((s) => s.commit(round))).then(
+      (versions) => {
+        if (versions.some((v) => v !== expected)) this.broken(new ShardLostError(0, this.shards[0]!.address, `shards disagree on the version after round ${round}: ${versions.join(', ')}; expected ${expected}`));
+      },
+      (err: Error) => this.broken(err instanceof ShardLostError ? err : new ShardLostError(0, this.shards[0]!.address, err.message)),
+    );
+    return expected;
   }
 
   /** Phase two on every shard; resolves with the new version. */

@@ -17,12 +17,24 @@ import { malformed, tolerantService } from '../rpc/tolerant.js';
 import { shutdownServer } from '../rpc/shutdown.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { ShardStateError } from './errors.js';
+import { createShardKernel } from './shard-kernel.js';
 import { VariableShard } from './shard.js';
 import { SliceCollector } from './slice-collector.js';
 import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 
 type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
 type ExchangeCall = grpc.ServerDuplexStream<ShardUpload__Output, ShardDownload>;
+/** Where a worker's weights go: its Exchange stream, or a worker in this process (co-located). */
+interface Downlink {
+  write(msg: ShardDownload, done?: () => void): unknown;
+}
+
+/** A worker in this process exchanging with this shard without a connection (co-located shards). */
+export interface LocalExchange {
+  /** One gradient chunk, as the worker would send it on Exchange (taken synchronously: the bytes may be reused after). */
+  send(msg: ShardUpload__Output): void;
+  close(): void;
+}
 type Init = NonNullable<ShardCommand__Output['init']>;
 
 export const SHARD_SERVICE = 'tensorfleet.v1.ParameterShard';
@@ -43,7 +55,7 @@ export class ShardServer {
   private readonly verifier: TokenVerifier;
   private readonly health = new HealthImplementation({ '': 'SERVING', [SHARD_SERVICE]: 'SERVING', liveness: 'SERVING' });
   private control: ControlCall | undefined;
-  private readonly workers = new Map<string, ExchangeCall>();
+  private readonly workers = new Map<string, Downlink>();
   private shard: VariableShard | undefined;
   private collector: SliceCollector | undefined;
   private chunkBytes = 1 << 20;
@@ -51,6 +63,11 @@ export class ShardServer {
   private loading: { init: Init; parts: ChunkAssembler[] } | undefined;
   port = 0;
   private closed = false;
+  /** Called whenever an Init completes (a co-located worker's layout is then stale). */
+  onInit: (() => void) | undefined;
+  /** Weights chunks written to Exchange streams and not yet handed to the socket. */
+  private unflushed = 0;
+  private flushWaiters: Array<() => void> = [];
 
   constructor(private readonly options: ShardServerOptions, private readonly log: Logger = silentLogger) {
     this.verifier = new TokenVerifier(options.token);
@@ -80,7 +97,8 @@ export class ShardServer {
     if (this.closed) return;
     this.closed = true;
     this.health.setStatus('', 'NOT_SERVING');
-    for (const call of [this.control, ...this.workers.values()]) call?.end();
+    this.control?.end();
+    for (const call of this.workers.values()) if ('end' in call) (call as ExchangeCall).end();
     await shutdownServer(this.server, graceMs);
   }
 
@@ -187,8 +205,10 @@ export class ShardServer {
     if (!loading.parts.every((p) => p.complete)) return;
     const { init, parts } = loading;
     const range = { index: init.shardIndex, offset: Number(init.offset), length: Number(init.length) };
-    const [weights, m, v] = parts.map((p) => Float32Array.from(p.values));
-    const shard = new VariableShard(range, weights!, { lr: init.lr, beta1: init.beta1, beta2: init.beta2, epsilon: init.epsilon });
+    const [weights, m, v] = parts.map((p) => p.values);
+    // The weights live in the kernel's memory: Adam updates them in place, with no copy in or out.
+    const kernel = createShardKernel(range.length);
+    const shard = new VariableShard(range, kernel.w, { lr: init.lr, beta1: init.beta1, beta2: init.beta2, epsilon: init.epsilon }, kernel);
     shard.restore({ weights: weights!, m: m!, v: v!, iterations: Number(init.iterations), version: Number(init.version) });
     this.shard = shard;
     this.collector = new SliceCollector(range.length, init.gradDtype as 'float32');
@@ -196,6 +216,7 @@ export class ShardServer {
     this.loading = undefined;
     this.log.info({ jobId: init.jobId, shard: range.index, offset: range.offset, length: range.length, version: shard.version }, 'shard initialized');
     call.write({ ready: { version: shard.version } });
+    this.onInit?.();
     for (const worker of this.workers.values()) this.sendWeights(worker);
   }
 
@@ -207,10 +228,65 @@ export class ShardServer {
     this.control?.write({ prepared: { round: done.round, ok: result.ok, nonFiniteWorkerIds: result.nonFinite.map((i) => done.workerIds[i]!) } });
   }
 
-  private sendWeights(call: ExchangeCall): void {
+  /**
+   * Attaches worker `workerId` of this process: its gradient chunks are taken as from an
+   * Exchange stream and `deliver` gets this shard's weights (on attach and after every commit;
+   * the chunks are views of the shard's memory, valid during the call only).
+   */
+  connectLocal(workerId: string, deliver: (msg: ShardDownload) => void): LocalExchange {
+    const downlink: Downlink = {
+      write: (msg, done) => {
+        try {
+          deliver(msg);
+        } catch (err) {
+          this.log.warn({ workerId, err: (err as Error).message }, 'the co-located worker refused weights');
+        }
+        done?.();
+      },
+    };
+    this.workers.set(workerId, downlink);
+    this.sendWeights(downlink);
+    return {
+      send: (msg) => this.onGradient(workerId, msg),
+      close: () => {
+        if (this.workers.get(workerId) === downlink) this.workers.delete(workerId);
+      },
+    };
+  }
+
+  /** A gradient chunk from `workerId`; throws on a malformed one. */
+  private onGradient(workerId: string, msg: ShardUpload__Output): void {
+    if (msg.kind !== 'gradient') throw new ShardStateError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);
+    if (!this.collector) throw new ShardStateError('gradient before the shard was initialized');
+    const g = msg.gradient!;
+    this.collector.add(workerId, Number(g.step), Number(g.round), g.chunk);
+    this.tryPrepare();
+  }
+
+  private sendWeights(call: Downlink): void {
     const shard = this.shard;
     if (!shard || this.loading) return;
-    for (const chunk of splitIntoChunks(shard.weights, this.chunkBytes)) call.write({ weights: { version: shard.version, chunk } });
+    for (const chunk of splitIntoChunks(shard.weights, this.chunkBytes)) {
+      this.unflushed++;
+      call.write({ weights: { version: shard.version, chunk } }, () => this.onFlushed());
+    }
+  }
+
+  private onFlushed(): void {
+    if (--this.unflushed > 0) return;
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /**
+   * Resolves once every weights chunk written so far has left this process. A worker serving a
+   * co-located shard waits for it before computing: its computation blocks the event loop, and
+   * the bytes still queued here would wait for the whole step, and the other members with them.
+   */
+  flushed(): Promise<void> {
+    if (this.unflushed === 0) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 
   private onExchange(call: ExchangeCall): void {
@@ -226,16 +302,12 @@ export class ShardServer {
           if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
           workerId = msg.hello!.workerId;
           const previous = this.workers.get(workerId);
-          if (previous) fail(previous, grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
+          if (previous && previous !== call && 'emit' in previous) fail(previous as ExchangeCall, grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
           this.workers.set(workerId, call);
           this.sendWeights(call);
           return;
         }
-        if (msg.kind !== 'gradient') throw new ShardStateError(`unexpected '${msg.kind ?? 'empty'}' message after hello`);
-        if (!this.collector) throw new ShardStateError('gradient before the shard was initialized');
-        const g = msg.gradient!;
-        this.collector.add(workerId, Number(g.step), Number(g.round), g.chunk);
-        this.tryPrepare();
+        this.onGradient(workerId, msg);
       } catch (err) {
         dead = true;
         this.log.warn({ workerId, err: (err as Error).message }, 'rejecting worker stream');

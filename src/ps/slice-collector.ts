@@ -1,7 +1,8 @@
 /**
  * What a shard process gathers for one round: each expected worker's gradient slice, which may
  * arrive before or after the coordinator's Prepare (they travel on different connections).
- * Slices of older rounds are dropped; a worker's newer round replaces its older one.
+ * Slices of older rounds are dropped; a worker's newer round replaces its older one, in the
+ * same buffers.
  */
 import { ChunkAssembler } from '../rpc/chunks.js';
 import type { Chunk__Output } from '../rpc/proto.js';
@@ -40,7 +41,6 @@ export class SliceCollector {
   expect(step: number, round: number, expected: ExpectedSlice[]): void {
     if (round <= this.closedThrough) throw new ShardStateError(`prepare of round ${round}, which is over`);
     this.current = { step, round, expected: [...expected].sort((a, b) => a.rank - b.rank) };
-    for (const [id, p] of this.pending) if (p.round < round) this.pending.delete(id);
   }
 
   /** One chunk of a worker's slice. Throws (ChunkError, ShardStateError) on a malformed one. */
@@ -87,7 +87,7 @@ export class SliceCollector {
   close(round: number): void {
     this.closedThrough = Math.max(this.closedThrough, round);
     if (this.current && this.current.round <= round) this.current = undefined;
-    for (const [id, p] of this.pending) if (p.round <= round) this.pending.delete(id);
+    // Each worker's buffers stay for its next slice (a round never matches a closed one): no allocation per step.
   }
 
   forget(workerId: string): void {

@@ -20,3 +20,8 @@ export class RejectedError extends Error {
     super(message);
   }
 }
+
+/** A step's wait for weights ended because the co-located shards were re-formed: the coordinator aborted that step and sends the next. */
+export class SupersededError extends Error {
+  override readonly name = 'SupersededError';
+}

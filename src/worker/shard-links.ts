@@ -12,28 +12,66 @@ import { splitIntoChunks } from '../rpc/chunks.js';
 import { loadProto, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
 import { channelCredentials, type TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
-import { RejectedError, UnexpectedMessageError } from './errors.js';
+import { RejectedError, SupersededError, UnexpectedMessageError } from './errors.js';
 import { clientChannelOptions } from '../rpc/flow-control.js';
+import type { LocalExchange, ShardServer } from '../ps/shard-server.js';
 
 export interface ShardEndpointInfo {
   address: string;
   offset: number;
   length: number;
+  /** Co-located shards: the worker serving it. */
+  workerId?: string;
 }
 
 type Exchange = grpc.ClientDuplexStream<ShardUpload, ShardDownload__Output>;
 
-class ShardLink {
+/** What a link does with a shard's weights slice, over a connection or in-process. */
+abstract class SliceLink {
   version = -1;
-  call: Exchange | undefined;
-  private received = 0;
-  private readonly client: grpc.Client & { Exchange: (md: grpc.Metadata) => Exchange };
+  protected received = 0;
   private readonly bytes: Uint8Array;
 
-  constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, weights: Float32Array, tls: TlsFiles) {
+  constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, weights: Float32Array) {
+    this.bytes = new Uint8Array(weights.buffer, weights.byteOffset + endpoint.offset * 4, endpoint.length * 4);
+  }
+
+  /** Sends one gradient chunk to the shard (dropped while the link is down: the step is then redone). */
+  abstract write(msg: ShardUpload): void;
+  abstract close(): void;
+
+  /** Takes one weights chunk; returns true when the slice is complete. */
+  take(msg: NonNullable<ShardDownload__Output['weights']>): boolean {
+    const chunk = msg.chunk;
+    if (!chunk) throw new UnexpectedMessageError(`shard ${this.index} sent weights without a chunk`);
+    const offset = Number(chunk.offset);
+    if (Number(chunk.totalBytes) !== this.bytes.byteLength) {
+      // The shard was given another range (co-located shards re-formed over other members):
+      // this link's layout is stale, and the coordinator sends the new one with the next step.
+      this.version = -1;
+      this.received = -1;
+      return false;
+    }
+    if (offset === 0) this.received = 0;
+    else if (this.received < 0) return false; // the rest of a slice of another size
+    if (offset !== this.received || offset + chunk.data.length > this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index}: weights chunk at ${offset} out of order`);
+    this.version = -1;
+    this.bytes.set(chunk.data, offset);
+    this.received += chunk.data.length;
+    if (this.received < this.bytes.byteLength) return false;
+    this.version = Number(msg.version);
+    return true;
+  }
+}
+
+class ShardLink extends SliceLink {
+  call: Exchange | undefined;
+  private readonly client: grpc.Client & { Exchange: (md: grpc.Metadata) => Exchange };
+
+  constructor(index: number, endpoint: ShardEndpointInfo, weights: Float32Array, tls: TlsFiles) {
+    super(index, endpoint, weights);
     const Client = loadProto().tensorfleet.v1.ParameterShard;
     this.client = new Client(endpoint.address, channelCredentials(tls), clientChannelOptions()) as unknown as ShardLink['client'];
-    this.bytes = new Uint8Array(weights.buffer, weights.byteOffset + endpoint.offset * 4, endpoint.length * 4);
   }
 
   open(token: string | undefined): Exchange {
@@ -43,20 +81,8 @@ class ShardLink {
     return this.call;
   }
 
-  /** Takes one weights chunk; returns true when the slice is complete. */
-  take(msg: NonNullable<ShardDownload__Output['weights']>): boolean {
-    const chunk = msg.chunk;
-    if (!chunk) throw new UnexpectedMessageError(`shard ${this.index} sent weights without a chunk`);
-    const offset = Number(chunk.offset);
-    if (Number(chunk.totalBytes) !== this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index} sends ${chunk.totalBytes} bytes; it holds ${this.bytes.byteLength}`);
-    if (offset === 0) this.received = 0;
-    if (offset !== this.received || offset + chunk.data.length > this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index}: weights chunk at ${offset} out of order`);
-    this.version = -1;
-    this.bytes.set(chunk.data, offset);
-    this.received += chunk.data.length;
-    if (this.received < this.bytes.byteLength) return false;
-    this.version = Number(msg.version);
-    return true;
+  write(msg: ShardUpload): void {
+    this.call?.write(msg);
   }
 
   close(): void {
@@ -65,8 +91,29 @@ class ShardLink {
   }
 }
 
+/** The shard this worker serves itself (co-located shards): no connection, one copy each way. */
+class LocalShardLink extends SliceLink {
+  private exchange: LocalExchange | undefined;
+
+  attach(server: ShardServer, workerId: string, onWeights: (msg: NonNullable<ShardDownload__Output['weights']>) => void): void {
+    this.exchange = server.connectLocal(workerId, (msg) => {
+      if (msg.weights) onWeights(msg.weights as NonNullable<ShardDownload__Output['weights']>);
+    });
+  }
+
+  write(msg: ShardUpload): void {
+    // The shape protobufjs would decode from the wire (its oneof names the kind).
+    this.exchange?.send({ ...msg, kind: 'gradient' } as Parameters<LocalExchange['send']>[0]);
+  }
+
+  close(): void {
+    this.exchange?.close();
+    this.exchange = undefined;
+  }
+}
+
 export class ShardLinks {
-  private readonly links: ShardLink[];
+  private readonly links: SliceLink[];
   private readonly waiters = new Set<{ version: number; resolve: () => void; reject: (err: Error) => void }>();
   private failure: Error | undefined;
   private closed = false;
@@ -80,12 +127,20 @@ export class ShardLinks {
     private readonly token: string | undefined,
     tls: TlsFiles,
     private readonly log: Logger,
+    /** The shard this worker serves (co-located shards): the endpoint naming this worker is reached in-process. */
+    own?: ShardServer,
   ) {
     this.links = endpoints.map((e, i) => {
       if (e.offset + e.length > weights.length || e.length < 1) throw new UnexpectedMessageError(`shard ${i} (${e.offset}+${e.length}) does not fit the model's ${weights.length} parameters`);
-      return new ShardLink(i, e, weights, tls);
+      return own && e.workerId === workerId ? new LocalShardLink(i, e, weights) : new ShardLink(i, e, weights, tls);
     });
-    for (const link of this.links) void this.keepOpen(link);
+    for (const link of this.links) {
+      if (link instanceof ShardLink) void this.keepOpen(link);
+      else
+        (link as LocalShardLink).attach(own!, workerId, (msg) => {
+          if (link.take(msg)) this.settle();
+        });
+    }
   }
 
   /** Resolves once every shard's slice of `version` is in the weights buffer. */
@@ -95,17 +150,22 @@ export class ShardLinks {
     return new Promise((resolve, reject) => this.waiters.add({ version, resolve, reject }));
   }
 
-  /** Sends every shard its slice of `payload` (float32 or 2-byte encoded); returns the bytes sent. */
+  /** Sends every shard its slice of `payload` (float32 or 2-byte encoded); returns the bytes sent over connections. */
   send(step: number, round: number, payload: Float32Array | Uint16Array, chunkBytes: number): number {
     let bytes = 0;
     for (const link of this.links) {
       const { offset, length } = link.endpoint;
       for (const chunk of splitIntoChunks(payload.subarray(offset, offset + length), chunkBytes)) {
-        bytes += chunk.data.length;
-        link.call?.write({ gradient: { step, round, chunk } });
+        if (link instanceof ShardLink) bytes += chunk.data.length;
+        link.write({ gradient: { step, round, chunk } });
       }
     }
     return bytes;
+  }
+
+  /** Rejects the pending waits with SupersededError: the shards were re-formed, and the step waiting is void. */
+  supersede(reason: string): void {
+    this.rejectAll(new SupersededError(reason));
   }
 
   /** Rejects the pending waits as an UNAVAILABLE stream would (the coordinator's stream ended, or the worker leaves). */

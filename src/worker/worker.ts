@@ -18,10 +18,11 @@ import { encodeGradient, isGradDtype, type GradDtype } from '../rpc/tensor-codec
 import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output, type JobConfig__Output, type WorkerMessage } from '../rpc/proto.js';
 import { channelCredentials } from '../rpc/tls.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
-import { CoordinatorLostError, RejectedError, UnexpectedMessageError } from './errors.js';
+import { CoordinatorLostError, RejectedError, SupersededError, UnexpectedMessageError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { ShardLinks } from './shard-links.js';
 import { clientChannelOptions } from '../rpc/flow-control.js';
+import { ShardServer } from '../ps/shard-server.js';
 
 export interface WorkerResult {
   /** True when the coordinator finished training; false when this worker left (signal). */
@@ -62,6 +63,8 @@ export class TrainingWorker {
   /** The stream the silence watchdog cancelled (its CANCELLED status means "reconnect"). */
   private silencedCall: Duplex | undefined;
   private closed = false;
+  /** Co-located shards (Welcome.host_shard): the ParameterShard this worker serves. */
+  private shardServer: ShardServer | undefined;
 
   constructor(options: WorkerOptions, log: Logger = silentLogger) {
     this.options = compileWorkerOptions(options);
@@ -111,7 +114,7 @@ export class TrainingWorker {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const cleanup of [() => this.call?.cancel(), () => this.job?.shards?.close(), () => this.job?.computer.dispose()]) {
+    for (const cleanup of [() => this.call?.cancel(), () => this.job?.shards?.close(), () => this.job?.computer.dispose(), () => this.shardServer?.close()]) {
       try {
         cleanup();
       } catch (err) {
@@ -189,6 +192,7 @@ export class TrainingWorker {
     switch (msg.kind) {
       case 'welcome':
         this.welcome(msg.welcome!);
+        if (msg.welcome!.hostShard) await this.hostShard();
         return;
       case 'weights': {
         const job = this.requireJob();
@@ -252,15 +256,46 @@ export class TrainingWorker {
     this.log.info({ jobId: welcome.jobId, model: config.model, trainSamples: data.train.count }, 'joined the job');
   }
 
+  /**
+   * Serves this worker's co-located ParameterShard (once per process: it outlives reconnects)
+   * and tells the coordinator its port. It listens on loopback when the coordinator is reached
+   * there, else on every interface; it takes the job token like every other endpoint.
+   */
+  private async hostShard(): Promise<void> {
+    if (!this.shardServer) {
+      if (this.options.tls.ca || this.options.tls.cert) throw new UnexpectedMessageError('co-located shards over TLS are not supported yet: run the job without --tls-*, or with --ps-mode in-process|process');
+      const server = new ShardServer({ token: this.options.token }, this.log.child({ component: 'shard' }));
+      const host = /^(127\.|localhost:|\[::1\]:)/.test(this.options.coordinator) ? '127.0.0.1' : '0.0.0.0';
+      await server.start(host, 0);
+      // The coordinator re-initializes this shard only when it re-forms the group, between
+      // steps: a step still waiting for the old group's weights will never get them.
+      server.onInit = () => this.job?.shards?.supersede('the co-located shards were re-formed');
+      this.shardServer = server;
+      this.log.info({ host, port: server.port }, 'serving a co-located parameter-server shard');
+    }
+    this.call!.write({ shardListening: { port: this.shardServer.port } });
+  }
+
   private async computeStep(step: NonNullable<CoordinatorMessage__Output['step']>): Promise<void> {
     const job = this.requireJob();
-    if (job.shards) await this.takeShardWeights(job, Number(step.version));
+    if (step.shards.length > 0) this.connectShards(job, step.shards);
+    if (job.shards) {
+      try {
+        await this.takeShardWeights(job, Number(step.version));
+      } catch (err) {
+        if (!(err instanceof SupersededError)) throw err;
+        this.log.debug({ step: Number(step.step), reason: err.message }, 'step given up: the shards were re-formed');
+        return;
+      }
+    }
     if (Number(step.version) !== job.version) {
       throw new UnexpectedMessageError(`step ${step.step} needs weights version ${step.version}; this worker holds ${job.version}`);
     }
-    // Computing blocks this thread, heartbeats included: say "alive, starting" and let it go out first.
+    // Computing blocks this thread, heartbeats included: say "alive, starting" and let it go out
+    // first, with the weights this worker's co-located shard sends the other members.
     this.call!.write({ heartbeat: { sentAtMs: Date.now() } });
     await new Promise((resolve) => setImmediate(resolve));
+    if (this.shardServer) await this.shardServer.flushed();
     const started = performance.now();
     const batch = gatherBatch(job.train, step.indices);
     const loss = await job.computer.computeGradients(batch, job.gradient);
@@ -291,8 +326,8 @@ export class TrainingWorker {
     job.shards = undefined;
     if (endpoints.length === 0) return;
     job.shardWeights ??= new Float32Array(job.computer.layout.totalSize);
-    const list = endpoints.map((e) => ({ address: e.address, offset: Number(e.offset), length: Number(e.length) }));
-    job.shards = new ShardLinks(list, job.shardWeights, this.options.id, this.options.token, this.options.tls, this.log);
+    const list = endpoints.map((e) => ({ address: e.address, offset: Number(e.offset), length: Number(e.length), workerId: e.workerId || undefined }));
+    job.shards = new ShardLinks(list, job.shardWeights, this.options.id, this.options.token, this.options.tls, this.log, this.shardServer);
     this.log.info({ shards: list.map((e) => e.address) }, 'exchanging weights and gradients with parameter-server shards');
   }
 

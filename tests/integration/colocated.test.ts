@@ -1,0 +1,109 @@
+/**
+ * Co-located shards (`psMode: 'colocated'`) in one process over loopback gRPC: every worker
+ * serves one shard of the variables. The weights must be bitwise those of the in-process
+ * parameter server; members joining re-form the group from a snapshot (nothing redone), and a
+ * member leaving takes its shard along, so the run goes back to its last rollback point and
+ * still trains every sample exactly once per epoch.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CoordinatorOptions } from '../../src/coordinator/options.js';
+import { Coordinator, type StepEvent } from '../../src/coordinator/trainer.js';
+import { TrainingWorker, type WorkerResult } from '../../src/worker/worker.js';
+import { bytesOf, TEST_TOKEN, trainInProcess } from '../helpers/cluster.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      await fn();
+    } catch {
+      // best effort
+    }
+  }
+});
+
+function newCoordinator(options: CoordinatorOptions, onStep?: (e: StepEvent) => void): Coordinator {
+  const c = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, token: TEST_TOKEN, model: 'mlp', testLimit: 100, psMode: 'colocated', ...options }, { onStep });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+function newWorker(port: number, id: string): TrainingWorker {
+  const w = new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id, token: TEST_TOKEN });
+  cleanups.push(() => w.close());
+  return w;
+}
+
+describe('co-located shards', () => {
+  it('2 and 3 workers serving the shards train to bitwise the weights of the in-process parameter server, moving half (two thirds) of the bytes', async () => {
+    for (const workers of [2, 3]) {
+      const common = { workers, batchSize: 16, trainLimit: 288, testLimit: 50, seed: 5, model: 'mlp', epochs: 2 } as const;
+      const reference = await trainInProcess(common);
+      const colocated = await trainInProcess({ ...common, psMode: 'colocated' });
+      expect(colocated.report.status).toBe('completed');
+      expect(colocated.report.psMode).toBe('colocated');
+      expect(colocated.report.steps).toBe(reference.report.steps);
+      expect(colocated.report.rolledBackSteps).toBe(0);
+      expect(bytesOf(colocated.weights).equals(bytesOf(reference.weights))).toBe(true);
+      // each worker keeps its own slice in-process: only the others' slices cross a connection
+      const full = reference.report.bytesPerStepPerWorker.sent;
+      const sent = colocated.report.bytesPerStepPerWorker.sent;
+      expect(Math.abs(sent - (full * (workers - 1)) / workers)).toBeLessThanOrEqual(4 * workers);
+      expect(colocated.report.bytesPerStepPerWorker.received).toBe(sent);
+    }
+  });
+
+  it('one worker serving the only shard moves no tensor bytes over a connection and matches the parameter server bitwise', async () => {
+    const common = { workers: 1, batchSize: 16, trainLimit: 160, testLimit: 50, seed: 9, model: 'mlp' } as const;
+    const reference = await trainInProcess(common);
+    const colocated = await trainInProcess({ ...common, psMode: 'colocated' });
+    expect(colocated.report.steps).toBe(10);
+    expect(colocated.report.bytesPerStepPerWorker).toEqual({ sent: 0, received: 0 });
+    expect(bytesOf(colocated.weights).equals(bytesOf(reference.weights))).toBe(true);
+    // a different seed moves them: the comparison can fail
+    const other = await trainInProcess({ ...common, seed: 10 });
+    expect(bytesOf(other.weights).equals(bytesOf(reference.weights))).toBe(false);
+  });
+
+  it('a worker joining a running job re-forms the group from a snapshot: nothing is redone and every sample is trained once', async () => {
+    const trainLimit = 1024;
+    const worldSizes: number[] = [];
+    let third: Promise<WorkerResult> | undefined;
+    let port = 0;
+    const c = newCoordinator({ workers: 2, maxWorkers: 3, trainLimit, batchSize: 8 }, (e) => {
+      worldSizes.push(e.worldSize);
+      if (e.step >= 3 && !third) third = newWorker(port, 'w2').run();
+    });
+    port = await c.start();
+    const runs = [newWorker(port, 'w0').run(), newWorker(port, 'w1').run()];
+    const report = await c.run();
+    const results = await Promise.all([...runs, third!]);
+    expect(report.status).toBe('completed');
+    expect(results.map((r) => r.completed)).toEqual([true, true, true]);
+    expect(worldSizes).toContain(3);
+    expect(report.rolledBackSteps).toBe(0);
+    expect(report.samplesPerEpoch).toEqual([trainLimit]);
+    expect(report.epochHistory[0]!.samples).toBe(trainLimit);
+  });
+
+  it('a worker leaving takes its shard: the run goes back to the rollback point, redoes those steps with the others and trains every sample once per epoch', async () => {
+    const trainLimit = 1024;
+    const leaver = new AbortController();
+    let port = 0;
+    const c = newCoordinator({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, epochs: 2, snapshotEvery: 4 }, (e) => {
+      if (e.step === 7) leaver.abort();
+    });
+    port = await c.start();
+    const [w0, w1, w2] = ['w0', 'w1', 'w2'].map((id) => newWorker(port, id));
+    const runs = [w0!.run(), w1!.run(), w2!.run(leaver.signal)];
+    const report = await c.run();
+    const [r0, r1, r2] = await Promise.all(runs);
+    expect(report.status).toBe('completed');
+    expect([r0!.completed, r1!.completed, r2!.completed]).toEqual([true, true, false]);
+    // the last rollback point was step 4 (snapshots every 4 steps): steps 4.. were redone
+    expect(report.rolledBackSteps).toBeGreaterThanOrEqual(3);
+    expect(report.rolledBackSteps).toBeLessThanOrEqual(4);
+    expect(report.samplesPerEpoch).toEqual([trainLimit, trainLimit]);
+    expect(report.testAccuracy).toBeGreaterThan(0.3);
+  });
+});
