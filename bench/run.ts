@@ -1,22 +1,25 @@
 /**
  * `npm run bench`: everything measured side by side in one invocation, so ratios are fair.
  *  (a) single-process TensorFlow.js (`model.fit`, the baseline a user has today), same backend;
- *  (b) the cluster with 1, 2 and 4 local workers: images/s, the step split, bytes per step,
- *      scaling efficiency, peak RSS;
+ *  (b) the cluster with 1, 2 and 4 local workers, in each --modes: `in-process` (the
+ *      coordinator's parameter server) and `colocated` (every worker serves one shard):
+ *      images/s, the step split, bytes per step, scaling efficiency, peak RSS;
  *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch;
  *  (d) the largest world again with its variables on K parameter-server shard processes
  *      (`--ps-shards K --ps-mode process`), at the first batch size.
  * Each configuration runs --runs times, round-robin, and the medians are reported.
  *
- *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--shards 2] [--backend wasm]
+ *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--modes in-process,colocated] [--shards 2] [--backend wasm]
  */
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
-const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', shards: '2', backend: 'wasm', python: '/usr/bin/python3' });
+const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3' });
 const batchSizes = a.batchSizes.split(',').map(Number);
 const worlds = a.workers.split(',').map(Number);
+const modes = a.modes.split(',');
+for (const m of modes) if (m !== 'in-process' && m !== 'colocated') throw new TypeError(`--modes takes in-process and/or colocated; got '${m}'`);
 
 interface Sample {
   imagesPerSecond: number;
@@ -25,7 +28,7 @@ interface Sample {
   coordinatorRssMB?: number;
   workerRssMB?: number;
 }
-type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; shards?: number; run: () => Promise<Sample> };
+type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; shards?: number; mode?: string; run: () => Promise<Sample> };
 
 async function hasTorch(): Promise<boolean> {
   if (!existsSync(a.python)) return false;
@@ -33,10 +36,11 @@ async function hasTorch(): Promise<boolean> {
   return r.exitCode === 0;
 }
 
-function clusterConfig(w: number, b: number, shards: number): Config {
-  const sharded = shards > 1 ? ['--ps-shards', String(shards), '--ps-mode', 'process'] : [];
+function clusterConfig(w: number, b: number, shards: number, mode = 'in-process'): Config {
+  const sharded = shards > 1 ? ['--ps-shards', String(shards), '--ps-mode', 'process'] : ['--ps-mode', mode];
+  const what = shards > 1 ? `, ${shards} PS shard processes` : mode === 'colocated' ? ', co-located shards' : '';
   return {
-    name: `tensorfleet ${w} worker(s)${shards > 1 ? `, ${shards} PS shard processes` : ''}, batch ${b}`, kind: 'cluster', workers: w, batchSize: b, shards: shards > 1 ? shards : undefined,
+    name: `tensorfleet ${w} worker(s)${what}, batch ${b}`, kind: 'cluster', workers: w, batchSize: b, shards: shards > 1 ? shards : undefined, mode: shards > 1 ? 'process' : mode,
     run: async () => {
       const r = await runCoordinator(['--workers', String(w), '--batch-size', String(b), '--backend', a.backend, '--train-limit', String(a.samples), '--test-limit', '100', ...sharded]);
       return {
@@ -59,7 +63,7 @@ for (const b of batchSizes) {
       return { imagesPerSecond: r.imagesPerSecond, workerRssMB: r.peakRssBytes / 2 ** 20 };
     },
   });
-  for (const w of worlds) configs.push(clusterConfig(w, b, 1));
+  for (const m of modes) for (const w of worlds) configs.push(clusterConfig(w, b, 1, m));
 }
 for (const k of a.shards.split(',').map(Number).filter((k) => k > 1)) configs.push(clusterConfig(Math.max(...worlds), batchSizes[0]!, k));
 const torch = await hasTorch();
@@ -96,7 +100,7 @@ const results = configs.map((c) => {
   const ss = samples.get(c.name)!;
   const phases = ss[0]!.phases ? Object.fromEntries(Object.keys(ss[0]!.phases!).map((k) => [k, median(ss.map((s) => s.phases![k]!))])) : undefined;
   return {
-    name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize, shards: c.shards,
+    name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize, shards: c.shards, mode: c.mode,
     imagesPerSecond: median(ss.map((s) => s.imagesPerSecond)),
     runs: ss.map((s) => s.imagesPerSecond),
     phasesMs: phases,
@@ -105,13 +109,13 @@ const results = configs.map((c) => {
     workerPeakRssMB: med(ss.map((s) => s.workerRssMB)),
   };
 });
-const oneWorker = (b: number) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b && !r.shards)?.imagesPerSecond;
+const oneWorker = (b: number, mode: string | undefined) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b && r.mode === mode)?.imagesPerSecond;
 const peer = (b: number, p: number) => results.find((r) => r.kind === 'pytorch' && r.workers === p && r.batchSize === b)?.imagesPerSecond;
 const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
 printTable(
   ['configuration', 'img/s (median)', 'runs', 'scaling eff.', 'vs PyTorch same procs', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
   results.map((r) => {
-    const one = oneWorker(r.batchSize);
+    const one = oneWorker(r.batchSize, r.mode);
     const p = r.shards && r.shards > 1 ? undefined : results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
     const ph = r.phasesMs;
     return [
@@ -125,5 +129,7 @@ printTable(
     ];
   }),
 );
-const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios: batchSizes.map((b) => ({ batchSize: b, twoWorkersVsPytorch2: (results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && !r.shards)?.imagesPerSecond ?? NaN) / (peer(b, 2) ?? NaN) })) });
+const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode)?.imagesPerSecond ?? NaN;
+const peerRatios = batchSizes.flatMap((b) => modes.map((mode) => ({ batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN) })));
+const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios });
 console.log(`\nwritten to ${path}`);
