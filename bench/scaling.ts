@@ -10,6 +10,11 @@
  *   single PS:  C + max(W·(G+M)/L, W·(G+M)·r) + P·c + W·P·a
  *   K shards:   C + max((G+M)/L, W·(G+M)/(K·L), W·(G+M)·r/K) + (P·c + W·P·a)/K
  *   ring:       C + 2(W−1)·α + 2(W−1)/W·G/L + P·c     (every worker runs the optimizer)
+ *   co-located: C + 2(W−1)·α + max((W−1)/W·(G+M)/L, 2(W−1)/W·(G+M)·r) + P·c/W + P·a
+ *               (`--ps-mode colocated`: every worker owns P/W of the variables, sends each other
+ *               member its slice and their weights in two phases, sums W slices of P/W and runs
+ *               Adam on its own range; r, measured through the coordinator, prices its gRPC bytes)
+ * The co-located mode is also measured here at the same world sizes (not used in the fit).
  * with G gradient bytes, M weight bytes, P parameters, C the compute time of a step, α latency.
  *
  *   npm run build && tsx bench/scaling.ts [--samples 3200] [--gpu-compute-ms 5] [--latency-us 50] [--shards 4]
@@ -20,25 +25,31 @@ import { median, parseArgs, printTable, runCoordinator, writeResult } from './li
 const a = parseArgs(process.argv.slice(2), { samples: 3200, runs: 1, gpuComputeMs: 5, latencyUs: 50, shards: 4, workers: '1,2,4,8' });
 const worlds = a.workers.split(',').map(Number);
 
-const measured = [];
-for (const w of worlds) {
-  const runs: RunReport[] = [];
-  for (let i = 0; i < a.runs; i++) {
-    const r = await runCoordinator(['--workers', String(w), '--batch-size', '32', '--backend', 'wasm', '--train-limit', String(a.samples), '--test-limit', '100']);
-    runs.push(r);
-    console.error(`${w} worker(s): ${r.imagesPerSecond.toFixed(0)} img/s, step ${r.stepPhasesMs.total.toFixed(1)} ms`);
+async function measure(mode: string) {
+  const rows = [];
+  for (const w of worlds) {
+    const runs: RunReport[] = [];
+    for (let i = 0; i < a.runs; i++) {
+      const r = await runCoordinator(['--workers', String(w), '--batch-size', '32', '--backend', 'wasm', '--train-limit', String(a.samples), '--test-limit', '100', '--ps-mode', mode]);
+      runs.push(r);
+      console.error(`${mode}, ${w} worker(s): ${r.imagesPerSecond.toFixed(0)} img/s, step ${r.stepPhasesMs.total.toFixed(1)} ms`);
+    }
+    const m = (f: (r: RunReport) => number) => median(runs.map(f));
+    rows.push({
+      mode,
+      workers: w,
+      imagesPerSecond: m((r) => r.imagesPerSecond),
+      stepMs: m((r) => r.stepPhasesMs.total),
+      computeMs: m((r) => r.stepPhasesMs.compute),
+      commMs: m((r) => r.stepPhasesMs.transfer + r.stepPhasesMs.wait + r.stepPhasesMs.encode),
+      optimizerMs: m((r) => r.stepPhasesMs.optimizer),
+      bytesPerWorker: m((r) => r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received),
+    });
   }
-  const m = (f: (r: RunReport) => number) => median(runs.map(f));
-  measured.push({
-    workers: w,
-    imagesPerSecond: m((r) => r.imagesPerSecond),
-    stepMs: m((r) => r.stepPhasesMs.total),
-    computeMs: m((r) => r.stepPhasesMs.compute),
-    commMs: m((r) => r.stepPhasesMs.transfer + r.stepPhasesMs.wait + r.stepPhasesMs.encode),
-    optimizerMs: m((r) => r.stepPhasesMs.optimizer),
-    bytesPerWorker: m((r) => r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received),
-  });
+  return rows;
 }
+const measured = await measure('in-process');
+const colocatedMeasured = await measure('colocated');
 
 // Least squares y = c0 + c1·x.
 function fit(xs: number[], ys: number[]): [number, number] {
@@ -72,16 +83,17 @@ for (const gbps of links) {
     const K = a.shards;
     const sharded = C + Math.max((G + M) / L, (W * (G + M)) / (K * L), (W * (G + M) * r) / K) + (P * c + W * P * agg) / K;
     const ring = C + 2 * (W - 1) * alpha + ((2 * (W - 1)) / W) * (G / L) + P * c;
-    predictions.push({ gbps, workers: W, psMs: ps * 1000, shardedMs: sharded * 1000, ringMs: ring * 1000, psEff: C / ps, shardedEff: C / sharded, ringEff: C / ring });
+    const colocated = C + 2 * (W - 1) * alpha + Math.max((((W - 1) / W) * (G + M)) / L, ((2 * (W - 1)) / W) * (G + M) * r) + (P * c) / W + P * agg;
+    predictions.push({ gbps, workers: W, psMs: ps * 1000, shardedMs: sharded * 1000, ringMs: ring * 1000, colocatedMs: colocated * 1000, psEff: C / ps, shardedEff: C / sharded, ringEff: C / ring, colocatedEff: C / colocated });
   }
 }
 
-printTable(['workers (loopback)', 'img/s', 'step ms', 'compute ms', 'communication ms', 'optimizer ms'], measured.map((m) => [m.workers, m.imagesPerSecond, m.stepMs, m.computeMs, m.commMs, m.optimizerMs]));
+printTable(['mode', 'workers (loopback)', 'img/s', 'step ms', 'compute ms', 'communication ms', 'optimizer ms', 'bytes/step/worker'], [...measured, ...colocatedMeasured].map((m) => [m.mode, m.workers, m.imagesPerSecond, m.stepMs, m.computeMs, m.commMs, m.optimizerMs, m.bytesPerWorker]));
 console.log(`\nfitted: communication ${commFixedMs.toFixed(1)} ms + ${commPerWorkerMs.toFixed(1)} ms per worker (r = ${(r * 1e9).toFixed(2)} ns/byte, ${(1 / r / 1e6).toFixed(0)} MB/s through the coordinator); ` +
   `optimizer ${optFixedMs.toFixed(1)} ms + ${optPerWorkerMs.toFixed(2)} ms per worker (Adam ${(c * 1e9).toFixed(2)} ns/element, summing ${(agg * 1e9).toFixed(2)} ns/element/worker)\n`);
 printTable(
-  ['link Gb/s', 'workers', 'single PS ms', `${a.shards} shards ms`, 'ring ms', 'efficiency PS / shards / ring'],
-  predictions.map((p) => [p.gbps, p.workers, p.psMs, p.shardedMs, p.ringMs, `${(100 * p.psEff).toFixed(0)} / ${(100 * p.shardedEff).toFixed(0)} / ${(100 * p.ringEff).toFixed(0)} %`]),
+  ['link Gb/s', 'workers', 'single PS ms', `${a.shards} shards ms`, 'ring ms', 'co-located ms', 'efficiency PS / shards / ring / co-located'],
+  predictions.map((p) => [p.gbps, p.workers, p.psMs, p.shardedMs, p.ringMs, p.colocatedMs, `${(100 * p.psEff).toFixed(0)} / ${(100 * p.shardedEff).toFixed(0)} / ${(100 * p.ringEff).toFixed(0)} / ${(100 * p.colocatedEff).toFixed(0)} %`]),
 );
-const path = writeResult('scaling', { options: a, measured, fitted: { commFixedMs, commPerWorkerMs, secondsPerByte: r, adamSecondsPerElement: c, sumSecondsPerElementPerWorker: agg }, assumptions: { gpuComputeMs: a.gpuComputeMs, latencyUs: a.latencyUs, shards: a.shards, gradientBytes: G, weightBytes: M }, predictions });
+const path = writeResult('scaling', { options: a, measured, colocatedMeasured, fitted: { commFixedMs, commPerWorkerMs, secondsPerByte: r, adamSecondsPerElement: c, sumSecondsPerElementPerWorker: agg }, assumptions: { gpuComputeMs: a.gpuComputeMs, latencyUs: a.latencyUs, shards: a.shards, gradientBytes: G, weightBytes: M }, predictions });
 console.log(`\nwritten to ${path}`);

@@ -4,7 +4,7 @@
  * /usr/bin/python3 has torch), the same per-worker batch, the same model and data.
  *
  *   npm run bench:time-to-accuracy -- [--runs 3] [--target 0.975] [--max-epochs 2] [--workers 2]
- *       [--batch-size 32] [--backend wasm] [--seed 42] [--train-limit K] [--test-limit K]
+ *       [--batch-size 32] [--backend wasm] [--ps-mode colocated] [--seed 42] [--train-limit K] [--test-limit K]
  *
  * Both sides evaluate on the test set after every epoch (epoch granularity), so the time to the
  * target is the cumulative training time of the epochs up to the first one whose test accuracy is
@@ -20,7 +20,7 @@ import { execa } from 'execa';
 import { hasTorch, median, parseArgs, printTable, ROOT, runCoordinatorWatching, writeResult } from './lib.js';
 
 const a = parseArgs(process.argv.slice(2), {
-  runs: 3, target: 0.975, maxEpochs: 2, workers: 2, batchSize: 32, backend: 'wasm', seed: 42, trainLimit: 0, testLimit: 0, python: '/usr/bin/python3',
+  runs: 3, target: 0.975, maxEpochs: 2, workers: 2, batchSize: 32, backend: 'wasm', psMode: 'colocated', seed: 42, trainLimit: 0, testLimit: 0, python: '/usr/bin/python3',
 });
 for (const k of ['runs', 'maxEpochs', 'workers', 'batchSize'] as const) {
   if (!Number.isInteger(a[k]) || a[k] < 1) throw new TypeError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be an integer >= 1, got ${a[k]}`);
@@ -74,7 +74,7 @@ const EPOCH_LINE = /^epoch (\d+)\/(\d+) done: .*test accuracy ([\d.]+)%/;
 async function runCluster(): Promise<Run> {
   const args = [
     '--workers', String(a.workers), '--epochs', String(a.maxEpochs), '--batch-size', String(a.batchSize), '--backend', a.backend,
-    '--seed', String(a.seed), '--train-limit', String(a.trainLimit), '--test-limit', String(a.testLimit), '--no-http',
+    '--seed', String(a.seed), '--train-limit', String(a.trainLimit), '--test-limit', String(a.testLimit), '--no-http', '--ps-mode', a.psMode,
   ];
   const started = performance.now();
   const { report, stopped } = await runCoordinatorWatching(args, (line, stop) => {
@@ -119,7 +119,7 @@ async function runPytorch(): Promise<Run> {
   return run;
 }
 
-const tools: Tool[] = [{ name: `tensorfleet ${a.workers} workers, batch ${a.batchSize}, ${a.backend}`, kind: 'cluster', run: runCluster }];
+const tools: Tool[] = [{ name: `tensorfleet ${a.workers} workers (${a.psMode}), batch ${a.batchSize}, ${a.backend}`, kind: 'cluster', run: runCluster }];
 const torch = await hasTorch(a.python);
 if (torch) tools.push({ name: `PyTorch DDP ${a.workers} processes, batch ${a.batchSize}`, kind: 'pytorch', run: runPytorch });
 else console.error(`PyTorch peer skipped: ${a.python} has no torch (apt-get install python3-torch libopenblas0-pthread)`);

@@ -10,6 +10,7 @@ import type { CoordinatorOptions } from '../../src/coordinator/options.js';
 import { Coordinator, type StepEvent } from '../../src/coordinator/trainer.js';
 import { TrainingWorker, type WorkerResult } from '../../src/worker/worker.js';
 import { bytesOf, TEST_TOKEN, trainInProcess } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/process.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -105,5 +106,52 @@ describe('co-located shards', () => {
     expect(report.rolledBackSteps).toBeLessThanOrEqual(4);
     expect(report.samplesPerEpoch).toEqual([trainLimit, trainLimit]);
     expect(report.testAccuracy).toBeGreaterThan(0.3);
+  });
+
+  it('a worker whose gradient holds NaN is removed, with its shard: the others go back to the rollback point and finish', async () => {
+    const trainLimit = 1024;
+    let port = 0;
+    const c = newCoordinator({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, snapshotEvery: 4 });
+    port = await c.start();
+    const [w0, w1, w2] = ['w0', 'w1', 'w2'].map((id) => newWorker(port, id));
+    const runs = [w0!.run(), w1!.run(), w2!.run().catch((err: Error) => ({ completed: false, reason: err.message, steps: 0 }))];
+    // Poison w2's sixth gradient (its first element lies in w0's shard).
+    type Computer = { computeGradients: (batch: unknown, out: Float32Array) => Promise<number> };
+    const computer = await waitFor('w2 to join', () => (w2 as unknown as { job?: { computer: Computer } }).job?.computer, 60_000);
+    const original = computer.computeGradients.bind(computer);
+    let calls = 0;
+    computer.computeGradients = async (batch, out) => {
+      const loss = await original(batch, out);
+      if (++calls === 6) out[0] = NaN;
+      return loss;
+    };
+    const report = await c.run();
+    const [r0, r1, r2] = await Promise.all(runs);
+    expect(report.status).toBe('completed');
+    expect([r0!.completed, r1!.completed, r2!.completed]).toEqual([true, true, false]);
+    expect(r2!.reason).toMatch(/INVALID_ARGUMENT|NaN/);
+    expect(report.rejectedContributions).toBe(1);
+    expect(report.rolledBackSteps).toBeGreaterThanOrEqual(1);
+    expect(report.rolledBackSteps).toBeLessThanOrEqual(4);
+    expect(report.samplesPerEpoch).toEqual([trainLimit]);
+    expect(Number.isFinite(report.testLoss)).toBe(true);
+  });
+
+  it('--resume starts the group from the checkpoint: 1 epoch + a resumed second = 2 epochs of the in-process parameter server, bitwise', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'tf-colocated-resume-'));
+    const common = { workers: 2, batchSize: 16, trainLimit: 96, testLimit: 50, seed: 8, model: 'mlp' } as const;
+    try {
+      const whole = await trainInProcess({ ...common, epochs: 2 });
+      await trainInProcess({ ...common, epochs: 1, psMode: 'colocated', checkpointDir: dir });
+      const resumed = await trainInProcess({ ...common, epochs: 2, psMode: 'colocated', checkpointDir: dir, resume: true });
+      expect(resumed.report.resumedFromStep).toBe(3);
+      expect(resumed.report.steps).toBe(6);
+      expect(bytesOf(resumed.weights).equals(bytesOf(whole.weights))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
