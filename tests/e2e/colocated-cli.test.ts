@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunReport } from '../../src/coordinator/report.js';
-import { COORDINATOR, coordinator, jsonLogs, killAll, requireBuild, waitFor, workerChildren, type Proc } from '../helpers/process.js';
+import { COORDINATOR, coordinator, expectUsageErrors, jsonLogs, killAll, killLocalWorker, requireBuild, waitFor, type Proc } from '../helpers/process.js';
 
 const SMALL = ['--model', 'mlp', '--test-limit', '200', '--backend', 'wasm'];
 let dir: string;
@@ -42,9 +42,7 @@ describe('co-located shards (CLI)', () => {
     const report = join(dir, 'killed.json');
     const c = coordinator(['--workers', '2', '--ps-mode', 'colocated', '--snapshot-every', '10', '--train-limit', '2048', '--batch-size', '4', ...SMALL, '--report', report, '--log-level', 'debug'], {}, 300_000);
     await waitFor('training to run', () => stepsComputed(c) >= 30, 120_000);
-    const victim = workerChildren(c.pid).find((w) => w.id === 'w1');
-    expect(victim, 'local worker w1').toBeDefined();
-    process.kill(victim!.pid, 'SIGKILL');
+    killLocalWorker(c.pid, 'w1');
 
     const done = await c.result();
     expect(done.exitCode, done.stderr.slice(-3000)).toBe(0);
@@ -62,15 +60,9 @@ describe('co-located shards (CLI)', () => {
   }, 300_000);
 
   it('usage errors exit 2 with one line', async () => {
-    for (const [args, pattern] of [
+    await expectUsageErrors(COORDINATOR, [
       [['--ps-mode', 'colocated', '--ps-shards', '2', '--insecure'], /number of members/],
       [['--ps-mode', 'colocated', '--snapshot-every', '0', '--insecure'], /snapshotEvery/],
-    ] as const) {
-      const run = await execa('node', [COORDINATOR, ...args], { reject: false, timeout: 30_000 });
-      expect(run.exitCode, args.join(' ')).toBe(2);
-      const lines = run.stderr.trim().split('\n');
-      expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(pattern);
-    }
+    ]);
   }, 60_000);
 });

@@ -19,6 +19,7 @@ import {
   isAlive,
   jsonLogs,
   killAll,
+  killLocalWorker,
   killPids,
   listeningPort,
   plainLines,
@@ -182,9 +183,7 @@ describe('local workers that die', () => {
     const report = join(dir, 'restart.json');
     const c = coordinator(['--workers', '3', '--min-workers', '1', '--train-limit', '2048', '--batch-size', '4', ...SMALL, '--report', report, '--log-level', 'debug'], {}, 300_000);
     await waitFor('training to run', () => stepComputed(c), 120_000);
-    const victim = workerChildren(c.pid).find((w) => w.id === 'w1');
-    expect(victim, 'local worker w1').toBeDefined();
-    process.kill(victim!.pid, 'SIGKILL');
+    const victim = killLocalWorker(c.pid, 'w1');
 
     const done = await c.result();
     expect(done.exitCode, done.stderr.slice(-3000)).toBe(0);
@@ -194,8 +193,8 @@ describe('local workers that die', () => {
     expect(r.membershipChanges).toBeGreaterThanOrEqual(2);
     const w1 = r.perWorker.filter((w) => w.id === 'w1');
     expect(w1).toHaveLength(2);
-    expect(w1[0]!.pid).toBe(victim!.pid);
-    expect(w1[1]!.pid).not.toBe(victim!.pid);
+    expect(w1[0]!.pid).toBe(victim);
+    expect(w1[1]!.pid).not.toBe(victim);
     expect(w1[1]!.steps).toBeGreaterThan(0);
     expect(jsonLogs(done.stderr).some((l) => l.msg === 'restarting local worker' && l.workerId === 'w1')).toBe(true);
   }, 300_000);
@@ -204,9 +203,7 @@ describe('local workers that die', () => {
     const report = join(dir, 'no-restart.json');
     const c = coordinator(['--workers', '2', '--min-workers', '2', '--max-restarts', '0', '--train-limit', '2048', '--batch-size', '4', ...SMALL, '--report', report, '--log-level', 'debug']);
     await waitFor('training to run', () => stepComputed(c), 120_000);
-    const victim = workerChildren(c.pid).find((w) => w.id === 'w0');
-    expect(victim).toBeDefined();
-    process.kill(victim!.pid, 'SIGKILL');
+    killLocalWorker(c.pid, 'w0');
 
     const done = await c.result();
     expect(done.exitCode).toBe(1);

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunReport } from '../../src/coordinator/report.js';
+import { expectUsageErrors } from '../helpers/process.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const COORDINATOR = join(root, 'dist/coordinator/cli.js');
@@ -67,22 +68,10 @@ describe('parameter-server shard processes', () => {
   });
 
   it('usage errors exit 2 with one line', async () => {
-    for (const [args, pattern] of [
+    await expectUsageErrors(COORDINATOR, [
       [['--ps-shards', '0'], /psShards must be an integer/],
       [['--ps-mode', 'threads'], /ps-mode/],
       [['--ps-mode', 'process', '--launch', 'none', '--token', 't', '--ps-shards', '2'], /psAddresses must name the 2/],
-    ] as const) {
-      const run = await execa('node', [COORDINATOR, ...args], { reject: false, timeout: 30_000 });
-      expect(run.exitCode, args.join(' ')).toBe(2);
-      const lines = run.stderr.trim().split('\n');
-      expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(pattern);
-    }
-    const ps = await execa('node', [PARAMETER_SERVER, '--port', 'x'], { reject: false, timeout: 30_000 });
-    expect(ps.exitCode).toBe(2);
-    expect(ps.stderr.trim()).toMatch(/^parameter-server: .*port/);
-    const noToken = await execa('node', [PARAMETER_SERVER], { reject: false, timeout: 30_000, env: { TENSORFLEET_TOKEN: '' } });
-    expect(noToken.exitCode).toBe(2);
-    expect(noToken.stderr.trim()).toMatch(/^parameter-server: a job token is required/);
+    ]);
   });
 });

@@ -142,6 +142,25 @@ export function workerChildren(ppid: number): Array<{ pid: number; args: string[
     });
 }
 
+/** SIGKILLs the local worker `id` that coordinator `ppid` started; returns its pid (throws if there is none). */
+export function killLocalWorker(ppid: number, id: string): number {
+  const victim = workerChildren(ppid).find((w) => w.id === id);
+  if (!victim) throw new Error(`no local worker ${id} under process ${ppid}`);
+  process.kill(victim.pid, 'SIGKILL');
+  return victim.pid;
+}
+
+/** Runs `program` with each case's arguments: each must exit 2 with one line on stderr matching the case's pattern. */
+export async function expectUsageErrors(program: string, cases: ReadonlyArray<readonly [readonly string[], RegExp]>): Promise<void> {
+  for (const [args, pattern] of cases) {
+    const run = await execa('node', [program, ...args], { reject: false, timeout: 30_000 });
+    const lines = run.stderr.trim().split('\n');
+    if (run.exitCode !== 2 || lines.length !== 1 || !pattern.test(lines[0]!)) {
+      throw new Error(`${args.join(' ')}: expected exit 2 and one line matching ${pattern}; got exit ${run.exitCode} and:\n${run.stderr}`);
+    }
+  }
+}
+
 export function commandLine(pid: number): string[] | undefined {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');

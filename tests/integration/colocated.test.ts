@@ -5,35 +5,15 @@
  * member leaving takes its shard along, so the run goes back to its last rollback point and
  * still trains every sample exactly once per epoch.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorOptions } from '../../src/coordinator/options.js';
-import { Coordinator, type StepEvent } from '../../src/coordinator/trainer.js';
-import { TrainingWorker, type WorkerResult } from '../../src/worker/worker.js';
-import { bytesOf, TEST_TOKEN, trainInProcess } from '../helpers/cluster.js';
+import { describe, expect, it } from 'vitest';
+import type { WorkerResult } from '../../src/worker/worker.js';
+import { bytesOf, trainInProcess } from '../helpers/cluster.js';
+import { inProcessJob } from '../helpers/in-process-job.js';
 import { waitFor } from '../helpers/process.js';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      await fn();
-    } catch {
-      // best effort
-    }
-  }
-});
-
-function newCoordinator(options: CoordinatorOptions, onStep?: (e: StepEvent) => void): Coordinator {
-  const c = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, token: TEST_TOKEN, model: 'mlp', testLimit: 100, psMode: 'colocated', ...options }, { onStep });
-  cleanups.push(() => c.close());
-  return c;
-}
-
-function newWorker(port: number, id: string): TrainingWorker {
-  const w = new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id, token: TEST_TOKEN });
-  cleanups.push(() => w.close());
-  return w;
-}
+const job = inProcessJob({ psMode: 'colocated', testLimit: 100 });
+const newCoordinator = job.coordinator;
+const newWorker = job.worker;
 
 describe('co-located shards', () => {
   it('2 and 3 workers serving the shards train to bitwise the weights of the in-process parameter server, moving half (two thirds) of the bytes', async () => {

@@ -4,38 +4,18 @@
  * then goes silent. Every run must still use every sample exactly once per epoch.
  */
 import * as grpc from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorOptions } from '../../src/coordinator/options.js';
-import { Coordinator, type StepEvent } from '../../src/coordinator/trainer.js';
+import { describe, expect, it } from 'vitest';
 import { tokenMetadata } from '../../src/rpc/auth.js';
 import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output } from '../../src/rpc/proto.js';
 import { CoordinatorLostError } from '../../src/worker/errors.js';
-import { TrainingWorker, type WorkerResult } from '../../src/worker/worker.js';
+import type { WorkerResult } from '../../src/worker/worker.js';
 import { TEST_TOKEN } from '../helpers/cluster.js';
+import { inProcessJob } from '../helpers/in-process-job.js';
 import { waitFor } from '../helpers/process.js';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      await fn();
-    } catch {
-      // best effort
-    }
-  }
-});
-
-function newCoordinator(options: CoordinatorOptions, onStep?: (e: StepEvent) => void): Coordinator {
-  const c = new Coordinator({ backend: 'wasm', launch: 'none', port: 0, token: TEST_TOKEN, model: 'mlp', testLimit: 200, ...options }, { onStep });
-  cleanups.push(() => c.close());
-  return c;
-}
-
-function newWorker(port: number, id: string, extra: { connectTimeoutMs?: number } = {}): TrainingWorker {
-  const w = new TrainingWorker({ coordinator: `127.0.0.1:${port}`, backend: 'wasm', id, token: TEST_TOKEN, ...extra });
-  cleanups.push(() => w.close());
-  return w;
-}
+const job = inProcessJob();
+const newCoordinator = job.coordinator;
+const newWorker = job.worker;
 
 describe('elastic membership (in process)', () => {
   it('a third worker joins a running 2-worker job (maxWorkers 3), takes part, and no sample is lost or repeated', async () => {
@@ -128,9 +108,9 @@ describe('workers leaving (in process)', () => {
 
     const proto = loadProto();
     const client = new proto.tensorfleet.v1.Coordinator(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    cleanups.push(() => client.close());
+    job.defer(() => client.close());
     const call = client.Attach(tokenMetadata(TEST_TOKEN));
-    cleanups.push(() => call.cancel());
+    job.defer(() => call.cancel());
     const kinds: string[] = [];
     call.on('data', (m: CoordinatorMessage__Output) => kinds.push(m.kind ?? ''));
     const ended = new Promise<grpc.ServiceError | undefined>((resolve) => {
