@@ -1,9 +1,12 @@
 /**
  * Gradient compression on the wire: float32 as is, or float16 / bfloat16 (2 bytes an element,
- * round to nearest even). One pass to encode on the worker, one table lookup (float16) or shift
- * (bfloat16) per element to decode on the parameter server, which averages in float32. NaN and
- * ±Inf survive the round trip, so the parameter server still rejects them.
+ * round to nearest even). One pass to encode on the worker, one to decode on the parameter
+ * server, which averages in float32: in WebAssembly SIMD (half-codec.ts) where available, else
+ * in the JavaScript below (a table lookup per element to decode float16), with the same bits.
+ * NaN and ±Inf survive the round trip, so the parameter server still rejects them.
  */
+import { halfCodec } from './half-codec.js';
+
 
 export const GRAD_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 export type GradDtype = (typeof GRAD_DTYPES)[number];
@@ -81,10 +84,12 @@ function toBfloat16Bits(bits: number): number {
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** Encodes `src` into `dst` (a view of dst's bytes is what travels). */
-export function encodeGradient(src: Float32Array, dtype: GradDtype, dst: Uint16Array): void {
+/** Encodes `src` into `dst` (a view of dst's bytes is what travels); `simd` false: the JavaScript loops. */
+export function encodeGradient(src: Float32Array, dtype: GradDtype, dst: Uint16Array, simd = true): void {
   if (dtype === 'float32') throw new RangeError('float32 travels as is');
   if (dst.length !== src.length) throw new RangeError(`encode buffer has ${dst.length} elements; expected ${src.length}`);
+  const codec = simd ? halfCodec() : null;
+  if (codec) return codec.encode(src, dtype, dst);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   if (dtype === 'float16') {
     for (let i = 0; i < src.length; i++) dst[i] = float16FromFloat32Bits(bits[i]!);
@@ -93,10 +98,12 @@ export function encodeGradient(src: Float32Array, dtype: GradDtype, dst: Uint16A
   }
 }
 
-/** Decodes 2-byte elements into float32. */
-export function decodeGradient(src: Uint16Array, dtype: GradDtype, dst: Float32Array): void {
+/** Decodes 2-byte elements into float32; `simd` false: the JavaScript loops. */
+export function decodeGradient(src: Uint16Array, dtype: GradDtype, dst: Float32Array, simd = true): void {
   if (dtype === 'float32') throw new RangeError('float32 travels as is');
   if (dst.length !== src.length) throw new RangeError(`decode buffer has ${dst.length} elements; expected ${src.length}`);
+  const codec = simd ? halfCodec() : null;
+  if (codec) return codec.decode(src, dtype, dst);
   if (dtype === 'float16') {
     const t = table();
     for (let i = 0; i < src.length; i++) dst[i] = t[src[i]!]!;
