@@ -50,11 +50,19 @@ export class ShardLauncher {
     return ports.map((p) => `${options.host}:${p}`);
   }
 
-  /** Terminates the shards (SIGTERM) and waits for them to exit. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Terminates the shards (SIGTERM) and waits for them to exit; one still there after
+   * `graceMs` (hung, or stopped: a stopped process does not act on SIGTERM) gets SIGKILL.
+   * Idempotent.
+   */
+  async close(graceMs = 3000): Promise<void> {
     this.closing = true;
     const running = this.children.filter((c) => c.exitCode === null && c.signalCode === null);
     for (const child of running) child.kill('SIGTERM');
+    const force = setTimeout(() => {
+      for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }, graceMs);
     await Promise.all(running.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
+    clearTimeout(force);
   }
 }

@@ -203,7 +203,8 @@ export class Coordinator {
     const o = this.options;
     if (addresses.length !== o.psShards) throw new TypeError(`psAddresses names ${addresses.length} shard(s); psShards is ${o.psShards}`);
     const size = this.layout.totalSize;
-    this.shards = new ShardGroup({ ...this.shardGroupOptions(jobId), addresses });
+    // Shard processes do not compute: one silent for a heartbeat timeout is hung, and lost.
+    this.shards = new ShardGroup({ ...this.shardGroupOptions(jobId), addresses, silenceTimeoutMs: o.heartbeatTimeoutMs });
     void this.shards.lost.then((err) => {
       this.log.error({ err: err.message }, 'parameter-server shard lost');
       this.shardLost.abort(err);

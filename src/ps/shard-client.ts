@@ -29,6 +29,12 @@ export interface RemoteShardOptions {
   tls: TlsFiles;
   /** How long to wait for the shard to accept a connection. */
   connectTimeoutMs: number;
+  /**
+   * A shard process that does not answer HTTP/2 pings for this long is lost (a hung or stopped
+   * process keeps its connection open; pings go every quarter of it). Undefined: no pings, for
+   * shards served by workers, whose event loop a computation blocks for as long as it takes.
+   */
+  silenceTimeoutMs?: number;
 }
 
 interface Waiter<T> {
@@ -55,7 +61,8 @@ export class RemoteShard {
 
   constructor(private readonly options: RemoteShardOptions) {
     const Client = loadProto().tensorfleet.v1.ParameterShard;
-    this.client = new Client(options.address, channelCredentials(options.tls), clientChannelOptions()) as unknown as RemoteShard['client'];
+    const keepalive = options.silenceTimeoutMs === undefined ? {} : { 'grpc.keepalive_time_ms': Math.max(250, Math.floor(options.silenceTimeoutMs / 4)), 'grpc.keepalive_timeout_ms': options.silenceTimeoutMs };
+    this.client = new Client(options.address, channelCredentials(options.tls), { ...clientChannelOptions(), ...keepalive }) as unknown as RemoteShard['client'];
     this.lost = new Promise((resolve) => (this.markLost = resolve));
   }
 

@@ -23,6 +23,8 @@ export interface ShardGroupOptions {
   chunkBytes: number;
   adam: AdamOptions;
   connectTimeoutMs?: number;
+  /** See RemoteShardOptions.silenceTimeoutMs (shard processes only). */
+  silenceTimeoutMs?: number;
 }
 
 export class ShardGroup {
@@ -36,7 +38,7 @@ export class ShardGroup {
   constructor(private readonly options: ShardGroupOptions) {
     this.layout = shardLayout(options.size, options.addresses.length);
     this.shards = this.layout.map(
-      (range, i) => new RemoteShard({ address: options.addresses[i]!, range, token: options.token, tls: options.tls, connectTimeoutMs: options.connectTimeoutMs ?? 60_000 }),
+      (range, i) => new RemoteShard({ address: options.addresses[i]!, range, token: options.token, tls: options.tls, connectTimeoutMs: options.connectTimeoutMs ?? 60_000, silenceTimeoutMs: options.silenceTimeoutMs }),
     );
     let broken!: (err: ShardLostError) => void;
     this.broken = (err) => broken(err);

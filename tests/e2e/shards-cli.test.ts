@@ -46,9 +46,9 @@ describe('parameter-server shard processes', () => {
     expect(r.testAccuracy).toBeGreaterThan(0.3);
   });
 
-  it('a shard killed with SIGKILL ends the run: exit 1 and one line naming the shard', async () => {
-    // The whole training set: the kill lands long before training could finish.
-    const child = execa('node', [COORDINATOR, '--workers', '2', '--ps-shards', '2', '--ps-mode', 'process', '--model', 'mlp', '--backend', 'wasm', '--no-http', '--log-level', 'silent'], { reject: false, timeout: 120_000 });
+  /** Starts a run over the whole training set (long enough for anything to happen to a shard) and waits for its second shard's address and pid. */
+  async function runWithShards(extra: string[] = []) {
+    const child = execa('node', [COORDINATOR, '--workers', '2', '--ps-shards', '2', '--ps-mode', 'process', '--model', 'mlp', '--backend', 'wasm', '--no-http', '--log-level', 'silent', ...extra], { reject: false, timeout: 120_000 });
     const victim = await new Promise<{ address: string; pid: number }>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => {
@@ -58,14 +58,36 @@ describe('parameter-server shard processes', () => {
       });
       child.on('exit', () => reject(new Error(`coordinator exited before announcing its shards: ${out}`)));
     });
-    process.kill(victim.pid, 'SIGKILL');
+    return { child, victim };
+  }
+
+  async function expectShardLost(child: Awaited<ReturnType<typeof runWithShards>>['child'], address: string) {
     const run = await child;
     expect(run.exitCode).toBe(1);
     const lines = run.stderr.trim().split('\n');
     expect(lines, run.stderr).toHaveLength(1);
-    expect(lines[0]).toContain(`parameter-server shard 1 at ${victim.address} lost`);
+    expect(lines[0]).toContain(`parameter-server shard 1 at ${address} lost`);
     expect(lines[0]).toMatch(/^coordinator: /);
+  }
+
+  it('a shard killed with SIGKILL ends the run: exit 1 and one line naming the shard', async () => {
+    const { child, victim } = await runWithShards();
+    process.kill(victim.pid, 'SIGKILL');
+    await expectShardLost(child, victim.address);
   });
+
+  it('a hung shard (SIGSTOP: its connection stays open) is found by HTTP/2 pings within the heartbeat timeout and ends the run', async () => {
+    const { child, victim } = await runWithShards(['--heartbeat-timeout', '2']);
+    const stoppedAt = performance.now();
+    process.kill(victim.pid, 'SIGSTOP');
+    try {
+      await expectShardLost(child, victim.address);
+      // pings every 0.5 s, each answered within 2 s: lost after about 2.5 s
+      expect(performance.now() - stoppedAt).toBeLessThan(15_000);
+    } finally {
+      if (alive(victim.pid)) process.kill(victim.pid, 'SIGKILL');
+    }
+  }, 60_000);
 
   it('usage errors exit 2 with one line', async () => {
     await expectUsageErrors(COORDINATOR, [
