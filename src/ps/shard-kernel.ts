@@ -10,6 +10,7 @@
  * every operation rounded to float32 as the module computes them: both paths give bitwise the
  * same results (tested).
  */
+import { compileBase64, instantiate, type WasmModule } from '../common/wasm.js';
 import { WASM_BASE64 } from './generated/shard-kernel-wasm.js';
 
 /** Adam's hyper-parameters and this update's bias corrections. */
@@ -40,12 +41,6 @@ export interface ShardKernel {
   adam(weights: Float32Array, total: number, step: AdamStep): void;
 }
 
-// The few WebAssembly JS-API types used here (this project's TypeScript libs do not declare them).
-type WasmModule = object;
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule) => { exports: unknown };
-}
 interface KernelExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   accumulate: (n: number, acc: number, x: number, scale: number, first: number) => number;
@@ -56,14 +51,7 @@ let compiled: WasmModule | null | undefined;
 
 /** The compiled module, or null where WebAssembly SIMD is unavailable. */
 function kernelModule(): WasmModule | null {
-  if (compiled === undefined) {
-    const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-    try {
-      compiled = wasm ? new wasm.Module(Buffer.from(WASM_BASE64, 'base64')) : null;
-    } catch {
-      compiled = null;
-    }
-  }
+  if (compiled === undefined) compiled = compileBase64(WASM_BASE64);
   return compiled;
 }
 
@@ -86,8 +74,7 @@ class SimdKernel implements ShardKernel {
   private readonly padded: number;
 
   constructor(module: WasmModule, readonly size: number) {
-    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-    this.exports = new wasm.Instance(module).exports as KernelExports;
+    this.exports = instantiate<KernelExports>(module);
     this.padded = Math.ceil(size / 4) * 4;
     const pages = Math.ceil((5 * this.padded * 4) / 65536);
     const have = this.exports.memory.buffer.byteLength / 65536;

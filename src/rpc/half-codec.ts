@@ -4,14 +4,9 @@
  * same bits (tested). Buffers are copied into the module's memory and back, which costs less
  * than the conversion it replaces. `halfCodec()` is null where WebAssembly SIMD is missing.
  */
+import { compileBase64, instantiate } from '../common/wasm.js';
 import { WASM_BASE64 } from './generated/half-codec-wasm.js';
 
-// The few WebAssembly JS-API types used here (this project's TypeScript libs do not declare them).
-type WasmModule = object;
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule) => { exports: unknown };
-}
 interface CodecExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   encode: (n: number, src: number, dst: number, kind: number) => void;
@@ -29,19 +24,24 @@ export class HalfCodec {
   constructor(private readonly exports: CodecExports) {}
 
   encode(src: Float32Array, kind: HalfKind, dst: Uint16Array): void {
-    const padded = this.reserve(src.length);
-    this.wide.set(src);
-    this.wide.fill(0, src.length, padded);
-    this.exports.encode(padded, this.wide.byteOffset, this.narrow.byteOffset, kind === 'bfloat16' ? 1 : 0);
+    const n = this.stage(src, () => this.wide);
+    this.exports.encode(n, this.wide.byteOffset, this.narrow.byteOffset, kind === 'bfloat16' ? 1 : 0);
     dst.set(this.narrow.subarray(0, src.length));
   }
 
   decode(src: Uint16Array, kind: HalfKind, dst: Float32Array): void {
-    const padded = this.reserve(src.length);
-    this.narrow.set(src);
-    this.narrow.fill(0, src.length, padded);
-    this.exports.decode(padded, this.narrow.byteOffset, this.wide.byteOffset, kind === 'bfloat16' ? 1 : 0);
+    const n = this.stage(src, () => this.narrow);
+    this.exports.decode(n, this.narrow.byteOffset, this.wide.byteOffset, kind === 'bfloat16' ? 1 : 0);
     dst.set(this.wide.subarray(0, src.length));
+  }
+
+  /** Copies `src` into the region `region()` names (once there is room), zero-padded to whole steps; returns the padded count. */
+  private stage(src: ArrayLike<number>, region: () => Float32Array | Uint16Array): number {
+    const padded = this.reserve(src.length);
+    const into = region() as Float32Array;
+    into.set(src);
+    into.fill(0, src.length, padded);
+    return padded;
   }
 
   /** Makes room for n elements (rounded up to whole steps of 8); returns the rounded count. */
@@ -67,12 +67,8 @@ let codec: HalfCodec | null | undefined;
 /** The process's codec, or null where WebAssembly SIMD is unavailable. */
 export function halfCodec(): HalfCodec | null {
   if (codec === undefined) {
-    const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-    try {
-      codec = wasm ? new HalfCodec(new wasm.Instance(new wasm.Module(Buffer.from(WASM_BASE64, 'base64'))).exports as CodecExports) : null;
-    } catch {
-      codec = null;
-    }
+    const module = compileBase64(WASM_BASE64);
+    codec = module ? new HalfCodec(instantiate<CodecExports>(module)) : null;
   }
   return codec;
 }

@@ -1,12 +1,11 @@
 /**
  * Co-located shards (`psMode: 'colocated'`) in one process over loopback gRPC: every worker
  * serves one shard of the variables. The weights must be bitwise those of the in-process
- * parameter server; members joining re-form the group from a snapshot (nothing redone), and a
- * member leaving takes its shard along, so the run goes back to its last rollback point and
- * still trains every sample exactly once per epoch.
+ * parameter server; a member leaving takes its shard along, so the run goes back to its last
+ * rollback point and still trains every sample exactly once per epoch (members joining:
+ * faults.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import type { WorkerResult } from '../../src/worker/worker.js';
 import { bytesOf, trainInProcess } from '../helpers/cluster.js';
 import { inProcessJob } from '../helpers/in-process-job.js';
 import { waitFor } from '../helpers/process.js';
@@ -44,27 +43,6 @@ describe('co-located shards', () => {
     // a different seed moves them: the comparison can fail
     const other = await trainInProcess({ ...common, seed: 10 });
     expect(bytesOf(other.weights).equals(bytesOf(reference.weights))).toBe(false);
-  });
-
-  it('a worker joining a running job re-forms the group from a snapshot: nothing is redone and every sample is trained once', async () => {
-    const trainLimit = 1024;
-    const worldSizes: number[] = [];
-    let third: Promise<WorkerResult> | undefined;
-    let port = 0;
-    const c = newCoordinator({ workers: 2, maxWorkers: 3, trainLimit, batchSize: 8 }, (e) => {
-      worldSizes.push(e.worldSize);
-      if (e.step >= 3 && !third) third = newWorker(port, 'w2').run();
-    });
-    port = await c.start();
-    const runs = [newWorker(port, 'w0').run(), newWorker(port, 'w1').run()];
-    const report = await c.run();
-    const results = await Promise.all([...runs, third!]);
-    expect(report.status).toBe('completed');
-    expect(results.map((r) => r.completed)).toEqual([true, true, true]);
-    expect(worldSizes).toContain(3);
-    expect(report.rolledBackSteps).toBe(0);
-    expect(report.samplesPerEpoch).toEqual([trainLimit]);
-    expect(report.epochHistory[0]!.samples).toBe(trainLimit);
   });
 
   it('a worker leaving takes its shard: the run goes back to the rollback point, redoes those steps with the others and trains every sample once per epoch', async () => {

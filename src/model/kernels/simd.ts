@@ -14,6 +14,7 @@
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { assembleModule, bump, countdown, guardedCountdown, I32, op, uleb, V128, v, type FunctionDef } from './wasm-assembler.js';
+import { instantiate, wasmApi, type WasmMemory } from '../../common/wasm.js';
 
 export interface SimdKernels {
   /**
@@ -334,16 +335,6 @@ export function assembleSimdModule(): Uint8Array {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The bits of the WebAssembly JS API used here (the project's TypeScript lib has no DOM types). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer;
-}
-interface WasmApi {
-  Memory: abstract new (...args: never[]) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 /** Instances per backend memory (a backend re-created by setBackend gets a new one). */
 const instances = new WeakMap<WasmMemory, SimdKernels | null>();
@@ -365,8 +356,7 @@ export function simdKernelsFor(backend: BackendWasm): SimdKernels | undefined {
   let kernels = instances.get(memory);
   if (kernels === undefined) {
     try {
-      const instance = new wasmApi!.Instance(new wasmApi!.Module(assembleSimdModule()), { env: { memory } });
-      kernels = instance.exports as unknown as SimdKernels;
+      kernels = instantiate<SimdKernels>(new wasmApi!.Module(assembleSimdModule()), { env: { memory } });
     } catch {
       kernels = null; // no SIMD in this engine
     }
