@@ -150,6 +150,19 @@ describe.skipIf(SKIPPED !== undefined)(`pods as processes (cpu overlay)${SKIPPED
     expect(r.perWorker.map((w) => w.id).sort()).toEqual(['worker-0', 'worker-1']);
     for (const w of workerProcs) expect(w.stderr()).toMatch(/coordinator lost; reconnecting|coordinator silent; reconnecting/);
   });
+
+  it('TENSORFLEET_PS_MODE=colocated in the shared settings (docs/kubernetes.md) is all it takes: the worker pods serve the shards and train to completion', async () => {
+    const { coordinator, workers } = await pods();
+    const colocated = (p: PodProcess): PodProcess => ({ ...p, env: { ...p.env, TENSORFLEET_PS_MODE: 'colocated' } });
+    const procs = [...workers.map(colocated).map(start), start(colocated(coordinator))];
+    const results = await Promise.all(procs.map((p) => p.result()));
+    for (const [i, r] of results.entries()) expect(r.exitCode, `process ${i}:\n${r.stderr.slice(-2000)}`).toBe(0);
+    const r = report();
+    expect(r).toMatchObject({ status: 'completed', psMode: 'colocated', steps: STEPS, samplesPerEpoch: [1024, 1024], rolledBackSteps: 0 });
+    // each worker pod sends the other its half of the slices: half the bytes of the parameter server
+    expect(r.bytesPerStepPerWorker.sent).toBeGreaterThan(0);
+    for (const w of procs.slice(0, 2)) expect(w.stderr()).toMatch(/serving a co-located parameter-server shard/);
+  });
 });
 
 describe('worker start-up in a pod', () => {
