@@ -52,6 +52,20 @@ interface Job {
   shardWeights: Float32Array | undefined;
 }
 
+/**
+ * Where a worker's co-located shard listens. The coordinator hands the other workers the
+ * address this worker's stream comes from, so the shard must listen where that is: on the
+ * loopback when the coordinator is reached there (both families for `localhost`, which may
+ * resolve to either), else on every interface, IPv6 and IPv4 (`::`), or IPv4 only (`0.0.0.0`)
+ * on a host without IPv6.
+ */
+export function shardBindHosts(coordinator: string): { hosts: string[]; fallback?: string } {
+  if (/^127\./.test(coordinator)) return { hosts: ['127.0.0.1'] };
+  if (/^\[::1\]:/.test(coordinator)) return { hosts: ['::1'] };
+  if (/^localhost:/i.test(coordinator)) return { hosts: ['127.0.0.1', '::1'] };
+  return { hosts: ['::'], fallback: '0.0.0.0' };
+}
+
 export class TrainingWorker {
   readonly options: CompiledWorkerOptions;
   private readonly log: Logger;
@@ -265,13 +279,16 @@ export class TrainingWorker {
     if (!this.shardServer) {
       if (this.options.tls.ca || this.options.tls.cert) throw new UnexpectedMessageError('co-located shards over TLS are not supported yet: run the job without --tls-*, or with --ps-mode in-process|process');
       const server = new ShardServer({ token: this.options.token }, this.log.child({ component: 'shard' }));
-      const host = /^(127\.|localhost:|\[::1\]:)/.test(this.options.coordinator) ? '127.0.0.1' : '0.0.0.0';
-      await server.start(host, 0);
+      const { hosts, fallback } = shardBindHosts(this.options.coordinator);
+      const [first, ...also] = hosts;
+      const port = await server.start(first!, 0).catch((err: Error) => (fallback ? server.start(fallback, 0) : Promise.reject(err)));
+      // The other loopback family on the same port, where the host has it.
+      for (const host of also) await server.start(host, port).catch(() => undefined);
       // The coordinator re-initializes this shard only when it re-forms the group, between
       // steps: a step still waiting for the old group's weights will never get them.
       server.onInit = () => this.job?.shards?.supersede('the co-located shards were re-formed');
       this.shardServer = server;
-      this.log.info({ host, port: server.port }, 'serving a co-located parameter-server shard');
+      this.log.info({ hosts, port: server.port }, 'serving a co-located parameter-server shard');
     }
     this.call!.write({ shardListening: { port: this.shardServer.port } });
   }

@@ -1,9 +1,11 @@
 /** Co-located shards: addresses from the peer a worker connects from, options, and a shard's local exchange. */
+import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
 import { shardAddressOf } from '../../src/coordinator/server.js';
 import { ShardServer } from '../../src/ps/shard-server.js';
 import type { ShardDownload } from '../../src/rpc/proto.js';
+import { shardBindHosts } from '../../src/worker/worker.js';
 
 describe('shardAddressOf', () => {
   it('puts the worker\'s shard port on the address its stream comes from', () => {
@@ -45,5 +47,36 @@ describe('ShardServer.connectLocal', () => {
     expect(() => again.send({ kind: 'gradient', gradient: { step: 0, round: 1, chunk: { offset: 0, totalBytes: 4, data: Buffer.alloc(4) } } })).toThrow(/initialized/);
     again.close();
     await server.close();
+  });
+});
+
+describe('shardBindHosts', () => {
+  it('listens on the loopback the coordinator is reached on, else on every interface', () => {
+    expect(shardBindHosts('127.0.0.1:50051')).toEqual({ hosts: ['127.0.0.1'] });
+    expect(shardBindHosts('[::1]:50051')).toEqual({ hosts: ['::1'] });
+    expect(shardBindHosts('localhost:50051')).toEqual({ hosts: ['127.0.0.1', '::1'] });
+    expect(shardBindHosts('tensorfleet-coordinator:50051')).toEqual({ hosts: ['::'], fallback: '0.0.0.0' });
+    expect(shardBindHosts('10.0.0.7:50051')).toEqual({ hosts: ['::'], fallback: '0.0.0.0' });
+  });
+
+  const ipv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+  it.skipIf(!ipv6Loopback)('a shard bound as for localhost answers on both loopback families, on one port', async () => {
+    const { createConnection } = await import('node:net');
+    const server = new ShardServer({ token: undefined });
+    try {
+      const port = await server.start('127.0.0.1', 0);
+      await server.start('::1', port);
+      for (const host of ['127.0.0.1', '::1']) {
+        await new Promise<void>((resolve, reject) => {
+          const socket = createConnection({ host, port }, () => {
+            socket.destroy();
+            resolve();
+          });
+          socket.on('error', reject);
+        });
+      }
+    } finally {
+      await server.close();
+    }
   });
 });
