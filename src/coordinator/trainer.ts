@@ -1,7 +1,8 @@
 /**
- * The coordinator: serves the Attach stream, owns the data plan and the in-process parameter
- * server, and runs synchronous steps (DESIGN.md, "Synchronous step protocol") until the
- * epochs are done, evaluating after each one. A worker leaving mid-step aborts the step, which
+ * The coordinator's run loop: serves the Attach stream, owns the data plan and the run's
+ * progress, and runs synchronous steps (DESIGN.md, "Synchronous step protocol") against the
+ * variables wherever they live (variable-host.ts) until the epochs are done, evaluating after
+ * each one. A worker leaving mid-step aborts the step, which
  * is redone with the remaining members; the data cursor only moves on commit. Checkpoints
  * make a run resumable; drain() stops it cleanly at a step boundary.
  */
@@ -11,12 +12,9 @@ import { loadMnist, type MnistData } from '../data/mnist.js';
 import { selectBackend, type BackendInfo } from '../model/backend.js';
 import { evaluateModel } from '../model/evaluate.js';
 import { registerFileSystemRouter } from '../model/file-io.js';
-import { initialWeights } from '../model/init.js';
 import { assignWeights, layoutOf, type VariableLayout } from '../model/variables.js';
 import { createModel } from '../model/zoo.js';
-import { ParameterServer } from '../ps/parameter-server.js';
 import type { ShardState } from '../ps/shard.js';
-import { ShardGroup, type ShardGroupOptions } from '../ps/shard-group.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import type { CoordinatorCounters } from '../telemetry/types.js';
 import { readLatestCheckpoint, saveCheckpoint, type CheckpointHeader } from './checkpoint.js';
@@ -29,8 +27,8 @@ import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
 import { runSyncStep } from './sync-step.js';
 import type { CoordinatorHooks } from './hooks.js';
-import { ColocatedShards } from './colocated.js';
 import { ShardLostError } from '../ps/errors.js';
+import { VariableHost } from './variable-host.js';
 
 export type { CoordinatorHooks, StepEvent } from './hooks.js';
 
@@ -39,20 +37,8 @@ export class Coordinator {
   readonly membership = new Membership();
   private readonly log: Logger;
   private server!: CoordinatorServer;
-  /** The in-process parameter server (psMode in-process). */
-  private ps: ParameterServer | undefined;
-  /** With psMode process: the shard processes that hold the variables instead of `ps`. */
-  private shards: ShardGroup | undefined;
-  /** With psMode colocated: the shards the workers serve, re-formed when the members change. */
-  private colocated: ColocatedShards | undefined;
-  /** With psMode colocated: the state and counters a lost member makes the run go back to. */
-  private rollbackPoint: { state: ShardState; step: number; epoch: number; cursor: number; progress: { steps: number; samples: number; lossSum: number }; trainedSamples: number } | undefined;
-  /** Committed steps undone by going back to a rollback point (colocated shards). */
-  private rolledBackSteps = 0;
-  /** Ends the run when a shard process is lost. */
-  private readonly shardLost = new AbortController();
-  /** The weights of the last snapshot taken from the shards (evaluation, checkpoints). */
-  private snapshotWeights: Float32Array | undefined;
+  /** Where the variables live (psMode) and their state. */
+  private variables!: VariableHost;
   private plan!: DataPlan;
   private data!: MnistData;
   private evalModel!: tf.Sequential;
@@ -112,9 +98,9 @@ export class Coordinator {
     };
   }
 
-  /** The parameter server's current weights (flat layout); with shard processes, as of the last snapshot (each epoch end). */
+  /** The current weights (flat layout); with shards, as of the last snapshot (each epoch end). */
   get weights(): Float32Array {
-    return this.ps?.weights ?? this.snapshotWeights ?? new Float32Array(0);
+    return this.variables?.weights ?? new Float32Array(0);
   }
 
   /**
@@ -130,14 +116,20 @@ export class Coordinator {
     this.evalModel = createModel(o.model);
     this.layout = layoutOf(this.evalModel);
     const jobId = randomBytes(8).toString('hex');
-    if (o.psMode === 'in-process') this.ps = new ParameterServer(initialWeights(this.layout, o.seed), { lr: o.lr }, o.psShards);
     this.plan = new DataPlan(o.seed, this.data.train.count, o.batchSize);
+    this.variables = new VariableHost(o, this.layout, this.membership, this.log, {
+      get: () => ({ step: this.step, epoch: this.plan.epoch, cursor: this.plan.cursor, epochProgress: { ...this.epoch }, trainedSamples: this.trainedSamples }),
+      set: (p) => {
+        this.step = p.step;
+        this.plan.restore(p.epoch, p.cursor);
+        this.epoch = { ...p.epochProgress };
+        this.trainedSamples = p.trainedSamples;
+      },
+    });
     const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, gradDtype: o.gradDtype, parameters: this.layout.totalSize, train: this.data.train };
     this.hash = configHash(hashed);
     const resumed = o.resume ? this.restore(describeConfig(hashed)) : undefined;
-    if (o.psMode === 'process') await this.connectShards(jobId, psAddresses, resumed);
-    else if (o.psMode === 'colocated') this.colocate(jobId, resumed);
-    else if (resumed) this.ps!.restore(resumed);
+    await this.variables.open(jobId, psAddresses, resumed);
     if (!o.token) this.log.warn('running without a job token (--insecure): anyone who can reach the port can join and send gradients');
     this.server = new CoordinatorServer(
       {
@@ -149,10 +141,7 @@ export class Coordinator {
           variables: this.layout.specs.map((s) => ({ name: s.name, shape: s.shape })),
           gradDtype: o.gradDtype,
         },
-        // With shard processes, gradient tensors bypass the coordinator: its streams carry statistics.
-        modelSize: this.ps ? this.layout.totalSize : 0,
-        shards: this.shards?.endpoints(),
-        colocated: this.colocated !== undefined,
+        ...this.variables.serverSettings,
         chunkBytes: o.chunkBytes,
         maxWorkers: o.maxWorkers,
         heartbeatTimeoutMs: o.heartbeatTimeoutMs,
@@ -166,75 +155,6 @@ export class Coordinator {
     const port = await this.server.start(o.host, o.port);
     this.log.info({ host: o.host, port, tls: Boolean(o.tls.cert), trainSamples: this.data.train.count, testSamples: this.data.test.count, parameters: this.layout.totalSize }, 'coordinator listening');
     return port;
-  }
-
-  private shardGroupOptions(jobId: string): Omit<ShardGroupOptions, 'addresses'> {
-    const o = this.options;
-    return { size: this.layout.totalSize, token: o.token, tls: o.tls.cert ? { ca: o.tls.ca ?? o.tls.cert, cert: o.tls.ca ? o.tls.cert : undefined, key: o.tls.ca ? o.tls.key : undefined } : {}, jobId, gradDtype: o.gradDtype, chunkBytes: o.chunkBytes, adam: { lr: o.lr } };
-  }
-
-  /** Co-located shards: the group forms before the first step; until then the rollback point holds the (fresh or resumed) state. */
-  private colocate(jobId: string, resumed: ShardState | undefined): void {
-    const size = this.layout.totalSize;
-    this.colocated = new ColocatedShards(this.membership, this.shardGroupOptions(jobId), this.log);
-    this.capture(resumed ?? { weights: initialWeights(this.layout, this.options.seed), m: new Float32Array(size), v: new Float32Array(size), iterations: 0, version: 0 });
-  }
-
-  /** Keeps `state`, taken at this step, as the rollback point. */
-  private capture(state: ShardState): void {
-    this.rollbackPoint = { state, step: this.step, epoch: this.plan.epoch, cursor: this.plan.cursor, progress: { ...this.epoch }, trainedSamples: this.trainedSamples };
-  }
-
-  /** Goes back to the rollback point (counters and data cursor); returns its state. */
-  private rollBack(): ShardState {
-    const p = this.rollbackPoint!;
-    if (this.step > p.step) {
-      this.rolledBackSteps += this.step - p.step;
-      this.log.warn({ from: this.step, to: p.step }, 'a member left with its shard; going back to the rollback point');
-    }
-    this.step = p.step;
-    this.plan.restore(p.epoch, p.cursor);
-    this.epoch = { ...p.progress };
-    this.trainedSamples = p.trainedSamples;
-    return p.state;
-  }
-
-  private async connectShards(jobId: string, addresses: string[], resumed: ShardState | undefined): Promise<void> {
-    const o = this.options;
-    if (addresses.length !== o.psShards) throw new TypeError(`psAddresses names ${addresses.length} shard(s); psShards is ${o.psShards}`);
-    const size = this.layout.totalSize;
-    // Shard processes do not compute: one silent for a heartbeat timeout is hung, and lost.
-    this.shards = new ShardGroup({ ...this.shardGroupOptions(jobId), addresses, silenceTimeoutMs: o.heartbeatTimeoutMs });
-    void this.shards.lost.then((err) => {
-      this.log.error({ err: err.message }, 'parameter-server shard lost');
-      this.shardLost.abort(err);
-    });
-    const state = resumed ?? { weights: initialWeights(this.layout, o.seed), m: new Float32Array(size), v: new Float32Array(size), iterations: 0, version: 0 };
-    await Promise.race([this.shards.init(state), this.shards.lost.then((err) => Promise.reject(err))]);
-    this.log.info({ shards: addresses, version: state.version }, 'parameter-server shards initialized');
-  }
-
-  /** The full parameter-server state: views of the in-process one, or a snapshot of the shard processes. */
-  private async state(): Promise<ShardState> {
-    if (this.ps) return { weights: this.ps.weights, ...this.ps.optimizer, version: this.ps.version };
-    if (this.colocated) {
-      const group = this.colocated.group;
-      // No group (yet, or it broke): the rollback point, with the counters that go with it.
-      let state: ShardState;
-      try {
-        state = group ? await group.snapshot() : this.rollBack();
-      } catch (err) {
-        if (!(err instanceof ShardLostError)) throw err;
-        state = this.rollBack();
-      }
-      this.capture(state);
-      this.snapshotWeights = state.weights;
-      return state;
-    }
-    if (!this.shards) throw new RangeError('no parameter server yet');
-    const state = await this.shards.snapshot();
-    this.snapshotWeights = state.weights;
-    return state;
   }
 
   private restore(expectedConfig: string): ShardState | undefined {
@@ -275,7 +195,7 @@ export class Coordinator {
   async run(signal?: AbortSignal): Promise<RunReport> {
     const o = this.options;
     const wallStart = performance.now();
-    const outer = signal ? [signal, this.shardLost.signal] : [this.shardLost.signal];
+    const outer = signal ? [signal, this.variables.lost.signal] : [this.variables.lost.signal];
     const waits = AbortSignal.any([...outer, this.drainStarted.signal]);
     const stepSignal = AbortSignal.any([...outer, this.drainDeadline.signal]);
     this.log.info({ workers: o.workers }, 'waiting for workers');
@@ -295,7 +215,7 @@ export class Coordinator {
           try {
             await this.waitForQuorum(waits);
             // A group formed from the rollback point may have moved the data cursor: look again.
-            if (this.colocated && (await this.colocated.ensure(waits, () => this.rollBack()))) continue;
+            if (await this.variables.ensureGroup(waits)) continue;
             const world = this.membership.size;
             const result = await this.runStep(stepSignal);
             this.epoch.steps++;
@@ -304,10 +224,10 @@ export class Coordinator {
             this.trainedSamples += result.samples;
             this.emitStep(result, this.epoch.steps, world);
             if (this.step % o.checkpointEvery === 0) await this.checkpoint();
-            else if (this.colocated && this.step % o.snapshotEvery === 0) await this.state();
+            else if (this.step % o.snapshotEvery === 0) await this.variables.snapshot();
           } catch (err) {
             if (err instanceof DrainingError) return await this.stopDrained(wallStart);
-            if (!(err instanceof MembershipChangedError || (this.colocated && err instanceof ShardLostError))) throw err;
+            if (!(err instanceof MembershipChangedError || (this.variables.shardsAreMembers && err instanceof ShardLostError))) throw err;
             const reason = err instanceof MembershipChangedError ? err.reason : err.message;
             this.abortedSteps++;
             this.log.warn({ step: this.step, reason }, 'step aborted; redoing it');
@@ -325,14 +245,13 @@ export class Coordinator {
     }
     let savedModel: string | undefined;
     if (o.saveModel) {
-      assignWeights(this.evalModel, this.layout, (await this.state()).weights);
+      assignWeights(this.evalModel, this.layout, (await this.variables.state()).weights);
       registerFileSystemRouter();
       await this.evalModel.save(`file://${o.saveModel}`);
       savedModel = o.saveModel;
       this.log.info({ dir: o.saveModel }, 'model saved');
     }
-    // The workers serving co-located shards are about to stop: their shards' end is no failure.
-    this.colocated?.close();
+    this.variables.release();
     this.stopWorkers('training completed', true);
     return this.finish('completed', wallStart, savedModel);
   }
@@ -348,8 +267,7 @@ export class Coordinator {
     const steps: Array<() => unknown> = [
       () => this.stopWorkers('coordinator shutting down', false),
       () => this.server?.close(),
-      () => this.shards?.close(),
-      () => this.colocated?.close(),
+      () => this.variables?.close(),
       () => this.evalModel?.dispose(),
     ];
     for (const stepFn of steps) {
@@ -362,7 +280,7 @@ export class Coordinator {
   }
 
   private async endEpoch(): Promise<void> {
-    const state = await this.state();
+    const state = await this.variables.state();
     assignWeights(this.evalModel, this.layout, state.weights);
     const evaluation = await evaluateModel(this.evalModel, this.data.test);
     const { steps, samples, lossSum } = this.epoch;
@@ -384,7 +302,7 @@ export class Coordinator {
   private async stopDrained(wallStart: number): Promise<RunReport> {
     this.closeSegment();
     await this.checkpoint();
-    this.colocated?.close();
+    this.variables.release();
     this.stopWorkers('the coordinator is draining; reconnect when it is back', false);
     return this.finish('stopped', wallStart);
   }
@@ -406,7 +324,7 @@ export class Coordinator {
   private async checkpoint(state?: ShardState): Promise<void> {
     const dir = this.options.checkpointDir;
     if (!dir) return;
-    const { weights, m, v, iterations, version } = state ?? (await this.state());
+    const { weights, m, v, iterations, version } = state ?? (await this.variables.state());
     const header: CheckpointHeader = {
       configHash: this.hash,
       config: describeConfig({ ...this.options, parameters: this.layout.totalSize, train: this.data.train }),
@@ -460,8 +378,8 @@ export class Coordinator {
       {
         membership: this.membership,
         plan: this.plan,
-        ps: this.ps,
-        shards: this.shards ?? this.colocated?.group,
+        ps: this.variables.ps,
+        shards: this.variables.group,
         chunkBytes: this.options.chunkBytes,
         log: this.log,
         onRejected: () => this.rejectedContributions++,
@@ -491,7 +409,7 @@ export class Coordinator {
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,
-      rolledBackSteps: this.rolledBackSteps,
+      rolledBackSteps: this.variables?.rolledBackSteps ?? 0,
       rejectedContributions: this.rejectedContributions,
       heartbeatTimeouts: this.server?.timedOut ?? 0,
       sessions: this.membership.history,
