@@ -19,7 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createWasmAlias, releaseWasmAlias } from './batch-mat-mul.js';
-import { hasUnrolledIm2colRows, im2colRows, im2colTransposed } from './im2col.js';
+import { forEachWindowRow, hasUnrolledIm2colRows, im2colRows, im2colTransposed } from './im2col.js';
 import { simdKernelsFor } from './simd.js';
 import { transposeOnHeap } from './transpose.js';
 
@@ -125,19 +125,14 @@ function directSimd(backend: BackendWasm, x: tf.TensorInfo, dy: tf.TensorInfo, i
   if (!hasUnrolledIm2colRows(info) || info.outChannels % 4 !== 0) return null;
   const simd = simdKernelsFor(backend);
   if (!simd) return null;
-  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, outChannels: C, strideHeight: sh, strideWidth: sw } = info;
+  const { outWidth: OW, outChannels: C, strideWidth: sw } = info;
   const out = backend.makeOutput([...filterShape], 'float32');
   (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
-  const x0 = backend.getMemoryOffset(x.dataId);
   const dy0 = backend.getMemoryOffset(dy.dataId);
   const acc = backend.getMemoryOffset(out.dataId);
-  const rowBytes = W * 4;
-  for (let b = 0; b < B; b++) {
-    for (let r = 0; r < OH; r++) {
-      const top = x0 + (b * H + r * sh) * rowBytes;
-      simd.convFilterGrad3x3Row(top, top + rowBytes, top + 2 * rowBytes, dy0 + (b * OH + r) * OW * C * 4, acc, OW, C / 4, sw * 4, C * 4);
-    }
-  }
+  forEachWindowRow(info, backend.getMemoryOffset(x.dataId), (top, middle, bottom, i) =>
+    simd.convFilterGrad3x3Row(top, middle, bottom, dy0 + i * OW * C * 4, acc, OW, C / 4, sw * 4, C * 4),
+  );
   return out;
 }
 

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createWasmAlias, releaseWasmAlias } from './batch-mat-mul.js';
-import { hasUnrolledIm2colRows, im2colRows } from './im2col.js';
+import { forEachWindowRow, hasUnrolledIm2colRows, im2colRows } from './im2col.js';
 import { simdKernelsFor, type SimdKernels } from './simd.js';
 
 interface Conv2DArgs {
@@ -25,18 +25,13 @@ const noTranspose = { transposeA: false, transposeB: false };
 
 /** outC a multiple of 4: wasm SIMD straight from x and the filter, one output row per call. */
 function conv3x3Simd(simd: SimdKernels, backend: BackendWasm, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
-  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, outChannels: C, strideHeight: sh, strideWidth: sw } = info;
+  const { outWidth: OW, outChannels: C, strideWidth: sw } = info;
   const out = backend.makeOutput([...info.outShape], 'float32');
-  const x0 = backend.getMemoryOffset(x.dataId);
   const w = backend.getMemoryOffset(filter.dataId);
   const out0 = backend.getMemoryOffset(out.dataId);
-  const rowBytes = W * 4;
-  for (let b = 0; b < B; b++) {
-    for (let r = 0; r < OH; r++) {
-      const top = x0 + (b * H + r * sh) * rowBytes;
-      simd.conv3x3Row(top, top + rowBytes, top + 2 * rowBytes, w, out0 + (b * OH + r) * OW * C * 4, OW, C / 4, sw * 4, C * 4);
-    }
-  }
+  forEachWindowRow(info, backend.getMemoryOffset(x.dataId), (top, middle, bottom, i) =>
+    simd.conv3x3Row(top, middle, bottom, w, out0 + i * OW * C * 4, OW, C / 4, sw * 4, C * 4),
+  );
   return out;
 }
 

@@ -78,6 +78,22 @@ export function hasUnrolledIm2colRows(info: Conv2DInfo): boolean {
   return allInside && C === 1 && FH === 3 && FW === 3 && info.dilationHeight === 1 && info.dilationWidth === 1;
 }
 
+/**
+ * For the unrolled case (hasUnrolledIm2colRows) on the wasm heap: calls `row` for every output
+ * row with the heap offsets of the three input rows its windows cover and its index among all
+ * output rows (image-major).
+ */
+export function forEachWindowRow(info: Conv2DInfo, x0: number, row: (top: number, middle: number, bottom: number, outRow: number) => void): void {
+  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, strideHeight: sh } = info;
+  const rowBytes = W * 4;
+  for (let b = 0; b < B; b++) {
+    for (let r = 0; r < OH; r++) {
+      const top = x0 + (b * H + r * sh) * rowBytes;
+      row(top, top + rowBytes, top + 2 * rowBytes, b * OH + r);
+    }
+  }
+}
+
 /** Writes patches of images [b0, b1) as rows: `out` is row-major [(b1-b0)*outH*outW, K]. */
 export function im2colRows(xv: Float32Array, out: Float32Array, info: Conv2DInfo, b0: number, b1: number): void {
   if (hasUnrolledIm2colRows(info)) {

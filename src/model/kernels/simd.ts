@@ -13,7 +13,7 @@
  * summation order).
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { assembleModule, bump, countdown, guardedCountdown, I32, op, uleb, V128, v, type FunctionDef } from './wasm-assembler.js';
+import { assembleModule, bump, countdown, guardedCountdown, I32, op, V128, v, type FunctionDef } from './wasm-assembler.js';
 import { instantiate, wasmApi, type WasmMemory } from '../../common/wasm.js';
 
 export interface SimdKernels {
@@ -215,10 +215,7 @@ function convFilterGrad3x3RowDef(): FunctionDef {
   // v128 locals: 9 accumulators, dy
   const A = 15;
   const DYV = 24;
-  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
-  const mulAdd = (acc: number, ptr: number, offset: number) => [
-    ...op.get(acc), ...op.get(ptr), ...loadSplat(offset), ...op.get(DYV), ...op.simd(0xe6) /* f32x4.mul */, ...op.simd(0xe4) /* f32x4.add */, ...op.set(acc),
-  ];
+  const mulAdd = (acc: number, ptr: number, offset: number) => [...op.get(acc), ...op.get(ptr), ...v.load32Splat(offset), ...op.get(DYV), ...v.f32x4Mul, ...v.f32x4Add, ...op.set(acc)];
   const column = [
     ...op.get(PDY), ...v.load(), ...op.set(DYV),
     ...mulAdd(A, P0, 0), ...mulAdd(A + 1, P0, 4), ...mulAdd(A + 2, P0, 8),
@@ -249,9 +246,8 @@ function conv3x3RowDef(): FunctionDef {
   // v128 locals: 9 filter vectors, the accumulator
   const WV = 15;
   const ACCV = 24;
-  const loadSplat = (offset: number) => [...op.simd(0x09), 0x02, ...uleb(offset)]; // v128.load32_splat
-  const product = (t: number, ptr: number, offset: number) => [...op.get(ptr), ...loadSplat(offset), ...op.get(WV + t), ...op.simd(0xe6) /* f32x4.mul */];
-  const addProduct = (t: number, ptr: number, offset: number) => [...op.get(ACCV), ...product(t, ptr, offset), ...op.simd(0xe4) /* f32x4.add */, ...op.set(ACCV)];
+  const product = (t: number, ptr: number, offset: number) => [...op.get(ptr), ...v.load32Splat(offset), ...op.get(WV + t), ...v.f32x4Mul];
+  const addProduct = (t: number, ptr: number, offset: number) => [...op.get(ACCV), ...product(t, ptr, offset), ...v.f32x4Add, ...op.set(ACCV)];
   const column = [
     ...product(0, P0, 0), ...op.set(ACCV),
     ...addProduct(1, P0, 4), ...addProduct(2, P0, 8),
@@ -285,13 +281,12 @@ function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
   const ACC = KC + 1;
   const BV = ACC + rows * vecs;
   const S = BV + vecs;
-  const loadSplat = [...op.simd(0x09), 0x02, 0x00]; // v128.load32_splat
   const step = [
     ...range(vecs).flatMap((h) => [...op.get(BC), ...v.load(16 * h), ...op.set(BV + h)]),
     ...range(rows).flatMap((r) => [
-      ...op.get(rowPtr[r]!), ...loadSplat, ...op.set(S),
+      ...op.get(rowPtr[r]!), ...v.load32Splat(), ...op.set(S),
       ...range(vecs).flatMap((h) => [
-        ...op.get(ACC + vecs * r + h), ...op.get(S), ...op.get(BV + h), ...op.simd(0xe6), ...op.simd(0xe4), ...op.set(ACC + vecs * r + h),
+        ...op.get(ACC + vecs * r + h), ...op.get(S), ...op.get(BV + h), ...v.f32x4Mul, ...v.f32x4Add, ...op.set(ACC + vecs * r + h),
       ]),
       ...bump(rowPtr[r]!, { constant: 4 }),
     ]),

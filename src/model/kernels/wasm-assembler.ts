@@ -50,6 +50,10 @@ export const op = {
 export const v = {
   load: (offset = 0) => [...op.simd(0x00), 0x04, ...uleb(offset)],
   store: (offset = 0) => [...op.simd(0x0b), 0x04, ...uleb(offset)],
+  /** v128.load32_splat: one float, in every lane. */
+  load32Splat: (offset = 0) => [...op.simd(0x09), 0x02, ...uleb(offset)],
+  f32x4Add: op.simd(0xe4),
+  f32x4Mul: op.simd(0xe6),
   shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
   f32x4Splat: op.simd(0x13),
   f32x4Gt: op.simd(0x44),
