@@ -25,8 +25,6 @@ export class ColocatedShards {
   group: ShardGroup | undefined;
   /** Its members, in rank order: member i serves shard i. */
   private sessions: WorkerSession[] = [];
-  /** Groups formed, for the report. */
-  formations = 0;
   /** The group failed as a whole (a commit went wrong): form it again from the rollback point. */
   private broken = false;
 
@@ -61,7 +59,6 @@ export class ColocatedShards {
     this.broken = false;
     const group = new ShardGroup({ ...this.options, addresses: members.map((s) => s.shardAddress!) });
     this.group = group;
-    this.formations++;
     const drop = (i: number, reason: string) => {
       const s = members[i]!;
       if (this.membership.get(s.id) !== s) return;

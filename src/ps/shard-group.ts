@@ -96,14 +96,6 @@ export class ShardGroup {
     return expected;
   }
 
-  /** Phase two on every shard; resolves with the new version. */
-  async commit(round: number): Promise<number> {
-    const versions = await Promise.all(this.shards.map((s) => s.commit(round)));
-    if (versions.some((v) => v !== versions[0])) throw new RangeError(`shards disagree on the version after round ${round}: ${versions.join(', ')}`);
-    this.version = versions[0]!;
-    return this.version;
-  }
-
   abort(round: number): void {
     for (const s of this.shards) {
       try {
