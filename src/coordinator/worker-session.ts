@@ -40,7 +40,7 @@ export class WorkerSession {
   /** Co-located shards: where this worker's shard listens (set by its ShardListening). */
   shardAddress: string | undefined;
   /** Co-located shards: the shard list to send with this worker's next Step (the group changed). */
-  pendingShards: { address: string; offset: number; length: number; workerId: string }[] | undefined;
+  pendingShards: { address: string; exchangePort: number; offset: number; length: number; workerId: string }[] | undefined;
   /** When the last message of any kind arrived (performance.now() ms). */
   lastSeenMs = performance.now();
   /** Summed step phases of this worker (ms), for the report's step split. */

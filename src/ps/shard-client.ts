@@ -55,6 +55,8 @@ export class RemoteShard {
   private readonly committed = new Map<number, Waiter<number>>();
   private snapshotWaiter: { waiter: Waiter<ShardState>; parts: ChunkAssembler[]; version: number; iterations: number } | undefined;
   private closing = false;
+  /** Where workers open their exchange connection (from the shard's Ready; 0 before). */
+  exchangePort = 0;
   /** Tensor bytes sent to and received from the shard on the control stream (state, snapshots). */
   bytesSent = 0;
   bytesReceived = 0;
@@ -158,6 +160,7 @@ export class RemoteShard {
   private onReport(msg: ShardReport__Output): void {
     switch (msg.kind) {
       case 'ready':
+        this.exchangePort = msg.ready!.exchangePort;
         this.ready?.resolve(Number(msg.ready!.version));
         this.ready = undefined;
         return;

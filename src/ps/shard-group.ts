@@ -53,8 +53,8 @@ export class ShardGroup {
   }
 
   /** Where workers find each shard and what it holds. */
-  endpoints(): { address: string; offset: number; length: number }[] {
-    return this.shards.map((s) => ({ address: s.address, offset: s.range.offset, length: s.range.length }));
+  endpoints(): { address: string; exchangePort: number; offset: number; length: number }[] {
+    return this.shards.map((s) => ({ address: s.address, exchangePort: s.exchangePort, offset: s.range.offset, length: s.range.length }));
   }
 
   /** (Re)initializes every shard with its part of `state` (a fresh start or a checkpoint). */

@@ -2,15 +2,18 @@
  * A parameter-server shard as a gRPC service (`tensorfleet.v1.ParameterShard`, run by the
  * `parameter-server` program): the coordinator drives one VariableShard over the Control
  * stream (Init, Prepare, Commit, Abort, Snapshot); workers send their gradient slices and get
- * the shard's weights over Exchange streams. Same rules as the coordinator: the job token on
- * every call, TLS when configured, INVALID_ARGUMENT for bytes that do not parse, and
- * grpc.health.v1 on the same port.
+ * the shard's weights over exchange connections (length-prefixed frames on a port of their own,
+ * shard.proto). Same rules as the coordinator: the job token on every call and connection, TLS
+ * when configured, INVALID_ARGUMENT for bytes that do not parse, and grpc.health.v1 on the gRPC
+ * port.
  */
+import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { TokenVerifier } from '../rpc/auth.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
-import { loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
+import { createFrameServer, FrameReader, writeFrame } from '../rpc/frames.js';
+import { exchangeCodecs, loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
 import { isGradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { malformed, tolerantService } from '../rpc/tolerant.js';
@@ -23,10 +26,11 @@ import { SliceCollector } from './slice-collector.js';
 import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 
 type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
-type ExchangeCall = grpc.ServerDuplexStream<ShardUpload__Output, ShardDownload>;
-/** Where a worker's weights go: its Exchange stream, or a worker in this process (co-located). */
+/** Where a worker's weights go: its exchange connection, or a worker in this process (co-located). */
 interface Downlink {
   write(msg: ShardDownload, done?: () => void): unknown;
+  /** Ends the connection with a ShardRefusal (a newer connection of the same worker replaced it). */
+  refuse?(code: grpc.status, details: string): void;
 }
 
 /** A worker in this process exchanging with this shard without a connection (co-located shards). */
@@ -46,7 +50,7 @@ export interface ShardServerOptions {
   tls?: TlsFiles;
 }
 
-function fail(call: ControlCall | ExchangeCall, code: grpc.status, details: string): void {
+function fail(call: ControlCall, code: grpc.status, details: string): void {
   call.emit('error', Object.assign(new Error(details), { code, details }));
 }
 
@@ -62,6 +66,10 @@ export class ShardServer {
   /** An Init whose state chunks are still arriving. */
   private loading: { init: Init; parts: ChunkAssembler[] } | undefined;
   port = 0;
+  /** The port of the exchange connections (on every host the gRPC port is bound on). */
+  exchangePort = 0;
+  private readonly exchangeServers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
   private closed = false;
   /** Called whenever an Init completes (a co-located worker's layout is then stale). */
   onInit: (() => void) | undefined;
@@ -74,7 +82,6 @@ export class ShardServer {
     const service = loadProto().tensorfleet.v1.ParameterShard.service;
     this.server.addService(tolerantService(service), {
       Control: (call: ControlCall) => this.onControl(call),
-      Exchange: (call: ExchangeCall) => this.onExchange(call),
     });
     this.health.addToServer(this.server);
   }
@@ -89,7 +96,23 @@ export class ShardServer {
       this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, serverCredentials(this.options.tls ?? {}), (err, bound) => (err ? reject(err) : resolve(bound)));
     });
     raiseServerWindows(this.server, 'afterBind');
+    await this.listenExchange(host);
     return this.port;
+  }
+
+  /** Binds the exchange port on `host` (the same port on every host after the first). */
+  private async listenExchange(host: string): Promise<void> {
+    const server = createFrameServer(this.options.tls ?? {}, (socket) => this.onExchange(socket));
+    server.on('tlsClientError', (err: Error) => this.log.warn({ err: err.message }, 'exchange connection refused during the TLS handshake'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.exchangePort, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.exchangePort = (server.address() as net.AddressInfo).port;
+    this.exchangeServers.push(server);
   }
 
   /** Ends every stream and stops serving (idempotent). */
@@ -98,11 +121,16 @@ export class ShardServer {
     this.closed = true;
     this.health.setStatus('', 'NOT_SERVING');
     this.control?.end();
-    for (const call of this.workers.values()) if ('end' in call) (call as ExchangeCall).end();
+    for (const server of this.exchangeServers) server.close();
+    for (const socket of this.sockets) socket.end();
+    const lingering = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, graceMs);
+    lingering.unref();
     await shutdownServer(this.server, graceMs);
   }
 
-  private authorized(call: ControlCall | ExchangeCall): boolean {
+  private authorized(call: ControlCall): boolean {
     const denied = this.verifier.check(call.metadata);
     if (!denied) return true;
     this.log.warn({ peer: call.getPeer(), reason: denied }, 'unauthenticated call refused');
@@ -215,7 +243,7 @@ export class ShardServer {
     this.chunkBytes = init.chunkBytes;
     this.loading = undefined;
     this.log.info({ jobId: init.jobId, shard: range.index, offset: range.offset, length: range.length, version: shard.version }, 'shard initialized');
-    call.write({ ready: { version: shard.version } });
+    call.write({ ready: { version: shard.version, exchangePort: this.exchangePort } });
     this.onInit?.();
     for (const worker of this.workers.values()) this.sendWeights(worker);
   }
@@ -289,40 +317,54 @@ export class ShardServer {
     return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 
-  private onExchange(call: ExchangeCall): void {
-    if (!this.authorized(call)) return;
+  /** One worker's exchange connection: hello (worker id and job token), then gradient chunks. */
+  private onExchange(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    this.sockets.add(socket);
+    const { upload, download } = exchangeCodecs();
     let workerId: string | undefined;
     let dead = false;
-    call.on('data', (msg: ShardUpload__Output) => {
-      if (dead) return;
-      try {
-        const bad = malformed(msg);
-        if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
-        if (workerId === undefined) {
-          if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
-          workerId = msg.hello!.workerId;
-          const previous = this.workers.get(workerId);
-          if (previous && previous !== call && 'emit' in previous) fail(previous as ExchangeCall, grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
-          this.workers.set(workerId, call);
-          this.sendWeights(call);
-          return;
-        }
-        this.onGradient(workerId, msg);
-      } catch (err) {
+    const downlink: Downlink = {
+      write: (msg, done) => writeFrame(socket, download.encode(msg), done ? () => done() : undefined),
+      refuse: (code, details) => {
+        if (dead) return;
         dead = true;
-        this.log.warn({ workerId, err: (err as Error).message }, 'rejecting worker stream');
         if (workerId !== undefined) this.collector?.forget(workerId);
-        fail(call, grpc.status.INVALID_ARGUMENT, (err as Error).message);
+        writeFrame(socket, download.encode({ refused: { code, details } }));
+        socket.end();
+      },
+    };
+    const reader = new FrameReader((frame) => {
+      if (dead) return;
+      const msg = upload.decode(frame);
+      const bad = malformed(msg);
+      if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
+      if (workerId !== undefined) return this.onGradient(workerId, msg);
+      if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
+      const denied = this.verifier.checkToken(msg.hello!.token);
+      if (denied) {
+        this.log.warn({ peer: socket.remoteAddress, reason: denied }, 'unauthenticated exchange connection refused');
+        return downlink.refuse!(grpc.status.UNAUTHENTICATED, denied);
+      }
+      workerId = msg.hello!.workerId;
+      this.workers.get(workerId)?.refuse?.(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
+      this.workers.set(workerId, downlink);
+      this.sendWeights(downlink);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        this.log.warn({ workerId, err: (err as Error).message }, 'rejecting worker connection');
+        downlink.refuse!(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
     });
     const gone = () => {
-      if (workerId !== undefined && this.workers.get(workerId) === call) this.workers.delete(workerId);
+      dead = true;
+      this.sockets.delete(socket);
+      if (workerId !== undefined && this.workers.get(workerId) === downlink) this.workers.delete(workerId);
     };
-    call.on('end', () => {
-      gone();
-      if (!dead) call.end();
-    });
-    call.on('error', gone);
-    call.on('close', gone);
+    socket.on('close', gone);
+    socket.on('error', (err) => this.log.debug({ workerId, err: err.message }, 'exchange connection error'));
   }
 }

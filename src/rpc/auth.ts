@@ -41,7 +41,13 @@ export class TokenVerifier {
     const values = metadata.get(HEADER);
     if (values.length === 0) return 'missing job token';
     const header = String(values[0]);
-    const presented = header.startsWith(PREFIX) ? header.slice(PREFIX.length) : '';
+    return this.checkToken(header.startsWith(PREFIX) ? header.slice(PREFIX.length) : '');
+  }
+
+  /** The same check of a token presented on its own (an exchange connection's hello; empty: none). */
+  checkToken(presented: string): string | undefined {
+    if (!this.expected) return undefined;
+    if (presented === '') return 'missing job token';
     return timingSafeEqual(digest(presented), this.expected) ? undefined : 'wrong job token';
   }
 }

@@ -128,7 +128,12 @@ export const CHUNK_ROUTES: Record<string, Record<string, { request: ChunkRoute[]
     Attach: { request: [{ member: 'gradient', field: 2, chunkField: 7 }], response: [{ member: 'weights', field: 2, chunkField: 2 }] },
   },
   'tensorfleet.v1.ParameterShard': {
-    Exchange: { request: [{ member: 'gradient', field: 2, chunkField: 3 }], response: [{ member: 'weights', field: 1, chunkField: 2 }] },
     Control: { request: [{ member: 'state', field: 2, chunkField: 4 }], response: [{ member: 'state', field: 4, chunkField: 4 }] },
   },
 };
+
+/** The chunk-carrying messages of the shard exchange connection (its frames, frames.ts). */
+export const EXCHANGE_ROUTES = {
+  upload: [{ member: 'gradient', field: 2, chunkField: 3 }],
+  download: [{ member: 'weights', field: 1, chunkField: 2 }],
+} satisfies Record<string, ChunkRoute[]>;

@@ -2,9 +2,12 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { CHUNK_ROUTES, chunkSerializer } from './chunk-serializer.js';
+import protobuf from 'protobufjs';
+import { CHUNK_ROUTES, EXCHANGE_ROUTES, chunkSerializer } from './chunk-serializer.js';
 // shard.proto imports training.proto, so its generated root type covers both files.
 import type { ProtoGrpcType } from './generated/shard.js';
+import type { ShardDownload, ShardDownload__Output } from './generated/tensorfleet/v1/ShardDownload.js';
+import type { ShardUpload, ShardUpload__Output } from './generated/tensorfleet/v1/ShardUpload.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Size of one tensor chunk on the wire: about 1 MiB, well under gRPC's 4 MiB receive limit. */
@@ -27,6 +30,39 @@ export function loadProto(): ProtoGrpcType {
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }
   return cached;
+}
+
+/** Encodes and decodes one message type as gRPC would (the options proto-loader is given above). */
+export interface MessageCodec<In, Out> {
+  encode(message: In): Buffer;
+  decode(bytes: Uint8Array): Out;
+}
+
+export interface ExchangeCodecs {
+  upload: MessageCodec<ShardUpload, ShardUpload__Output>;
+  download: MessageCodec<ShardDownload, ShardDownload__Output>;
+}
+
+let exchange: ExchangeCodecs | undefined;
+
+/** The messages of the shard exchange connection (shard.proto), chunks encoded with one copy. */
+export function exchangeCodecs(): ExchangeCodecs {
+  if (!exchange) {
+    const root = protobuf.loadSync(PROTO_FILES);
+    const codec = <In, Out>(name: string, routes: typeof EXCHANGE_ROUTES.upload): MessageCodec<In, Out> => {
+      const type = root.lookupType(`tensorfleet.v1.${name}`);
+      const base = (value: object): Buffer => {
+        const bytes = type.encode(type.fromObject(value)).finish();
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      };
+      return {
+        encode: chunkSerializer(base, routes, false) as (message: In) => Buffer,
+        decode: (bytes) => type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true, oneofs: true }) as Out,
+      };
+    };
+    exchange = { upload: codec('ShardUpload', EXCHANGE_ROUTES.upload), download: codec('ShardDownload', EXCHANGE_ROUTES.download) };
+  }
+  return exchange;
 }
 
 /** Chunk-carrying messages get the one-copy serializers (requests fresh, server responses in a reused buffer). */

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import type * as tls from 'node:tls';
 
 export interface TlsFiles {
   cert?: string;
@@ -77,4 +78,17 @@ export function channelCredentials(files: TlsFiles): grpc.ChannelCredentials {
   if (!tlsEnabled(files)) return grpc.credentials.createInsecure();
   if (Boolean(files.cert) !== Boolean(files.key)) throw new TlsConfigError('a client certificate needs both --tls-cert and --tls-key');
   return grpc.credentials.createSsl(files.ca ? read('CA', files.ca) : null, files.key ? read('key', files.key) : null, files.cert ? read('certificate', files.cert) : null);
+}
+
+/** The same credentials for a node:tls server (the shards' exchange connections, frames.ts). */
+export function tlsServerOptions(files: TlsFiles): tls.TlsOptions {
+  if (!files.cert || !files.key) throw new TlsConfigError('TLS needs both --tls-cert and --tls-key');
+  const ca = files.ca ? read('CA', files.ca) : undefined;
+  return { cert: read('certificate', files.cert), key: read('key', files.key), ca, requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined };
+}
+
+/** The same credentials for a node:tls client. */
+export function tlsClientOptions(files: TlsFiles): tls.ConnectionOptions {
+  if (Boolean(files.cert) !== Boolean(files.key)) throw new TlsConfigError('a client certificate needs both --tls-cert and --tls-key');
+  return { ca: files.ca ? read('CA', files.ca) : undefined, cert: files.cert ? read('certificate', files.cert) : undefined, key: files.key ? read('key', files.key) : undefined };
 }

@@ -1,30 +1,31 @@
 /**
- * A worker's streams to the parameter-server shards (ParameterShard.Exchange), one per shard:
- * each shard pushes its weights slice (on connect and after every commit), written straight
- * into the worker's flat weights buffer at the shard's offset; the worker's gradient is sent to
- * every shard as that shard's slice. A dropped stream is reopened with capped, jittered backoff
- * on retryable codes; anything else fails the waiters (the worker then ends).
+ * A worker's exchange connections to the parameter-server shards (frames over TCP or TLS,
+ * shard.proto), one per shard: each shard pushes its weights slice (on connect and after every
+ * commit), written straight into the worker's flat weights buffer at the shard's offset; the
+ * worker's gradient is sent to every shard as that shard's slice. A dropped connection is
+ * reopened with capped, jittered backoff; a refusal with a code that is not retryable fails the
+ * waiters (the worker then ends).
  */
+import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { tokenMetadata } from '../rpc/auth.js';
 import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { splitIntoChunks } from '../rpc/chunks.js';
-import { loadProto, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
-import { channelCredentials, type TlsFiles } from '../rpc/tls.js';
+import { connectFrames, FrameReader, hostOf, writeFrame } from '../rpc/frames.js';
+import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
+import type { TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
 import { RejectedError, SupersededError, UnexpectedMessageError } from './errors.js';
-import { clientChannelOptions } from '../rpc/flow-control.js';
 import type { LocalExchange, ShardServer } from '../ps/shard-server.js';
 
 export interface ShardEndpointInfo {
   address: string;
+  /** The shard's exchange port, on the host of `address`. */
+  exchangePort: number;
   offset: number;
   length: number;
   /** Co-located shards: the worker serving it. */
   workerId?: string;
 }
-
-type Exchange = grpc.ClientDuplexStream<ShardUpload, ShardDownload__Output>;
 
 /** What a link does with a shard's weights slice, over a connection or in-process. */
 abstract class SliceLink {
@@ -65,29 +66,25 @@ abstract class SliceLink {
 }
 
 class ShardLink extends SliceLink {
-  call: Exchange | undefined;
-  private readonly client: grpc.Client & { Exchange: (md: grpc.Metadata) => Exchange };
+  socket: net.Socket | undefined;
 
-  constructor(index: number, endpoint: ShardEndpointInfo, weights: Float32Array, tls: TlsFiles) {
+  constructor(index: number, endpoint: ShardEndpointInfo, weights: Float32Array, private readonly tls: TlsFiles) {
     super(index, endpoint, weights);
-    const Client = loadProto().tensorfleet.v1.ParameterShard;
-    this.client = new Client(endpoint.address, channelCredentials(tls), clientChannelOptions()) as unknown as ShardLink['client'];
   }
 
-  open(token: string | undefined): Exchange {
+  open(): net.Socket {
     this.version = -1;
     this.received = 0;
-    this.call = this.client.Exchange(tokenMetadata(token));
-    return this.call;
+    this.socket = connectFrames(hostOf(this.endpoint.address), this.endpoint.exchangePort, this.tls);
+    return this.socket;
   }
 
   write(msg: ShardUpload): void {
-    this.call?.write(msg);
+    if (this.socket?.writable) writeFrame(this.socket, exchangeCodecs().upload.encode(msg));
   }
 
   close(): void {
-    this.call?.cancel();
-    this.client.close();
+    this.socket?.destroy();
   }
 }
 
@@ -132,7 +129,9 @@ export class ShardLinks {
   ) {
     this.links = endpoints.map((e, i) => {
       if (e.offset + e.length > weights.length || e.length < 1) throw new UnexpectedMessageError(`shard ${i} (${e.offset}+${e.length}) does not fit the model's ${weights.length} parameters`);
-      return own && e.workerId === workerId ? new LocalShardLink(i, e, weights) : new ShardLink(i, e, weights, tls);
+      if (own && e.workerId === workerId) return new LocalShardLink(i, e, weights);
+      if (!(e.exchangePort > 0 && e.exchangePort < 65536)) throw new UnexpectedMessageError(`shard ${i} at ${e.address} has no exchange port`);
+      return new ShardLink(i, e, weights, tls);
     });
     for (const link of this.links) {
       if (link instanceof ShardLink) void this.keepOpen(link);
@@ -200,29 +199,36 @@ export class ShardLinks {
     }
   }
 
-  /** One shard's stream, reopened after retryable failures until closed. */
+  /** One shard's connection, reopened after retryable failures until closed. */
   private async keepOpen(link: ShardLink): Promise<void> {
     const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
+    const { download } = exchangeCodecs();
     while (!this.closed) {
-      const call = link.open(this.token);
-      call.write({ hello: { workerId: this.workerId } });
-      let code: grpc.status = grpc.status.UNAVAILABLE;
-      let details = 'the shard ended the stream';
-      try {
-        for await (const msg of call as AsyncIterable<ShardDownload__Output>) {
+      const socket = link.open();
+      link.write({ hello: { workerId: this.workerId, token: this.token ?? '' } });
+      const { code, details } = await new Promise<{ code: grpc.status; details: string }>((resolve) => {
+        const end = (code: grpc.status, details: string) => {
+          resolve({ code, details });
+          socket.destroy();
+        };
+        const reader = new FrameReader((frame) => {
+          const msg = download.decode(frame);
+          if (msg.kind === 'refused') return end(msg.refused!.code, msg.refused!.details);
           if (msg.kind !== 'weights' || !msg.weights) throw new UnexpectedMessageError(`unexpected message '${msg.kind ?? 'empty'}' from shard ${link.index}`);
           this.bytesReceived += msg.weights.chunk?.data.length ?? 0;
           backoff.reset();
           if (link.take(msg.weights)) this.settle();
-        }
-      } catch (err) {
-        const e = err as Partial<grpc.ServiceError>;
-        if (typeof e.code !== 'number') {
-          call.cancel();
-          code = grpc.status.INVALID_ARGUMENT;
-        } else code = e.code;
-        details = e.details ?? (err as Error).message;
-      }
+        });
+        socket.on('data', (chunk: Buffer) => {
+          try {
+            reader.push(chunk);
+          } catch (err) {
+            end(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+          }
+        });
+        socket.on('error', (err) => end(grpc.status.UNAVAILABLE, err.message));
+        socket.on('close', () => end(grpc.status.UNAVAILABLE, 'the shard closed the connection'));
+      });
       link.version = -1;
       if (this.closed) return;
       if (!isRetryable(code)) {
@@ -230,7 +236,7 @@ export class ShardLinks {
         this.rejectAll(this.failure);
         return;
       }
-      this.log.warn({ shard: link.index, address: link.endpoint.address, code: grpc.status[code], details }, 'shard stream lost; reconnecting');
+      this.log.warn({ shard: link.index, address: link.endpoint.address, code: grpc.status[code], details }, 'shard connection lost; reconnecting');
       await sleep(backoff.next()).catch(() => undefined);
     }
   }

@@ -343,7 +343,7 @@ export class TrainingWorker {
     job.shards = undefined;
     if (endpoints.length === 0) return;
     job.shardWeights ??= new Float32Array(job.computer.layout.totalSize);
-    const list = endpoints.map((e) => ({ address: e.address, offset: Number(e.offset), length: Number(e.length), workerId: e.workerId || undefined }));
+    const list = endpoints.map((e) => ({ address: e.address, exchangePort: e.exchangePort, offset: Number(e.offset), length: Number(e.length), workerId: e.workerId || undefined }));
     job.shards = new ShardLinks(list, job.shardWeights, this.options.id, this.options.token, this.options.tls, this.log, this.shardServer);
     this.log.info({ shards: list.map((e) => e.address) }, 'exchanging weights and gradients with parameter-server shards');
   }

@@ -141,4 +141,20 @@ describe('TLS', () => {
     expect(r.samplesPerEpoch).toEqual([512]);
     expect(r.perWorker).toHaveLength(2);
   });
+
+  it('mutual TLS with two parameter-server shard processes: the workers\' exchange connections to them are mutual TLS too, and the run completes', async () => {
+    const report = join(dir, 'local-mtls-shards.json');
+    const c = coordinator(['--workers', '2', ...SMALL, '--ps-shards', '2', '--ps-mode', 'process', '--tls-cert', pki.dualCert, '--tls-key', pki.dualKey, '--tls-ca', pki.caCert, '--report', report, '--log-level', 'warn']);
+    await waitForLocalRun(c);
+    const finished = c.exited;
+    const stderr = c.stderr();
+    if (!finished) await killAll();
+    expect(finished, `the workers could not reach the shards over mutual TLS:\n${stderr.slice(0, 3000)}`).toBe(true);
+    const done = await c.result();
+    expect(done.exitCode, done.stderr).toBe(0);
+    const r = JSON.parse(readFileSync(report, 'utf8')) as RunReport;
+    expect(r.status).toBe('completed');
+    expect(r.samplesPerEpoch).toEqual([512]);
+    expect(r.bytesPerStepPerWorker.sent).toBeGreaterThan(0);
+  });
 });

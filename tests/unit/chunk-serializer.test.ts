@@ -1,8 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ROUTES } from '../../src/rpc/chunk-serializer.js';
-import { loadProto } from '../../src/rpc/proto.js';
+import { exchangeCodecs, loadProto } from '../../src/rpc/proto.js';
 
 const files = ['training.proto', 'shard.proto'].map((f) => fileURLToPath(new URL(`../../proto/tensorfleet/v1/${f}`, import.meta.url)));
 const plain = protoLoader.loadSync(files, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
@@ -19,6 +20,8 @@ function sample(member: string, n: number, offset: number): object {
   switch (member) {
     case 'gradient':
       return { gradient: { step: 7, round: 9, sampleCount: 32, loss: 0.25, computeMs: 31.5, maxRssBytes: 2 ** 33 + 5, lastEncodeMs: 0.5, shardBytesSent: 3, chunk } };
+    case 'upload':
+      return { gradient: { step: 2 ** 35 + 1, round: 9, chunk } };
     case 'weights':
       return { weights: { version: 2 ** 40 + 3, chunk } };
     case 'state':
@@ -69,5 +72,24 @@ describe('chunk serializers', () => {
     expect(Buffer.from(fast.requestSerialize(hello)).equals(reference.requestSerialize(hello))).toBe(true);
     const stop = { stop: { reason: 'done', completed: true } };
     expect(Buffer.from(fast.responseSerialize(stop)).equals(reference.responseSerialize(stop))).toBe(true);
+  });
+
+  it.each([
+    ['upload', 'ShardUpload', 'upload'],
+    ['download', 'ShardDownload', 'weights'],
+  ] as const)('exchange %s frames decode exactly as protobufjs encodes them, and back', (codecName, typeName, member) => {
+    const type = protobuf.loadSync(files).lookupType(`tensorfleet.v1.${typeName}`);
+    const codec = exchangeCodecs()[codecName] as { encode: (m: object) => Buffer; decode: (b: Uint8Array) => object };
+    const options = { longs: Number, enums: String, defaults: true, oneofs: true };
+    for (const n of [0, 100, 4096, (1 << 20) + 3]) {
+      for (const offset of [0, 2 ** 32 + 17]) {
+        const message = sample(member, n, offset);
+        const reference = Buffer.from(type.encode(type.fromObject(message)).finish());
+        expect(summary(codec.decode(reference))).toEqual(summary(type.toObject(type.decode(reference), options)));
+        expect(summary(type.toObject(type.decode(codec.encode(message)), options))).toEqual(summary(codec.decode(reference)));
+      }
+    }
+    const refusal = { refused: { code: 16, details: 'wrong job token' } };
+    if (codecName === 'download') expect(codec.decode(codec.encode(refusal))).toEqual({ kind: 'refused', ...refusal });
   });
 });

@@ -1,0 +1,151 @@
+/**
+ * A shard's exchange connection (frames over TCP or TLS, shard.proto) as a worker, or anyone
+ * else, sees it: the job token is required, bytes that do not parse are refused with
+ * INVALID_ARGUMENT, a newer connection of the same worker replaces the older, and with TLS the
+ * port speaks nothing but TLS.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RemoteShard } from '../../src/ps/shard-client.js';
+import { ShardServer } from '../../src/ps/shard-server.js';
+import { connectFrames, FrameReader, writeFrame } from '../../src/rpc/frames.js';
+import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../../src/rpc/proto.js';
+import type { TlsFiles } from '../../src/rpc/tls.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+
+const TOKEN = 'exchange-test-token';
+const N = 300_000; // elements: a 1.2 MB slice, two chunks
+const cleanups: Array<() => Promise<void> | void> = [];
+let pki: TestPki;
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tf-exchange-'));
+  pki = makeTestPki(dir);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A shard server initialized over its Control stream with weights w[i] = i / N. */
+async function startShard(tls: TlsFiles = {}, clientTls: TlsFiles = {}): Promise<{ server: ShardServer; port: number }> {
+  const server = new ShardServer({ token: TOKEN, tls });
+  const port = await server.start('127.0.0.1', 0);
+  cleanups.push(() => server.close(100));
+  const control = new RemoteShard({ address: `127.0.0.1:${port}`, range: { index: 0, offset: 0, length: N }, token: TOKEN, tls: clientTls, connectTimeoutMs: 10_000 });
+  cleanups.push(() => control.close());
+  const weights = Float32Array.from({ length: N }, (_, i) => i / N);
+  await control.init({ jobId: 'j', gradDtype: 'float32', chunkBytes: 1 << 20, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } }, { weights, m: new Float32Array(N), v: new Float32Array(N), iterations: 0, version: 0 });
+  expect(control.exchangePort).toBe(server.exchangePort);
+  return { server, port: server.exchangePort };
+}
+
+interface Session {
+  socket: net.Socket;
+  messages: ShardDownload__Output[];
+  closed: Promise<void>;
+  send(msg: ShardUpload): void;
+  until(predicate: (m: ShardDownload__Output[]) => boolean): Promise<void>;
+}
+
+function open(port: number, tls: TlsFiles = {}): Session {
+  const socket = connectFrames('127.0.0.1', port, tls);
+  const messages: ShardDownload__Output[] = [];
+  const waiters: Array<() => void> = [];
+  const reader = new FrameReader((f) => {
+    messages.push(exchangeCodecs().download.decode(Buffer.from(f)));
+    for (const w of waiters.splice(0)) w();
+  });
+  socket.on('data', (c: Buffer) => reader.push(c));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  cleanups.push(() => void socket.destroy());
+  return {
+    socket,
+    messages,
+    closed,
+    send: (msg) => writeFrame(socket, exchangeCodecs().upload.encode(msg)),
+    until: async (predicate) => {
+      while (!predicate(messages)) await Promise.race([new Promise<void>((r) => waiters.push(r)), closed.then(() => Promise.reject(new Error(`closed after ${messages.length} messages`)))]);
+    },
+  };
+}
+
+const refusal = (s: Session) => s.messages.find((m) => m.kind === 'refused')?.refused;
+
+function weightsOf(messages: ShardDownload__Output[]): Float32Array {
+  const bytes = Buffer.concat(messages.filter((m) => m.kind === 'weights').map((m) => m.weights!.chunk!.data));
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+describe('shard exchange connection', () => {
+  it('sends the weights slice to a worker that says hello with the job token', async () => {
+    const { port } = await startShard();
+    const s = open(port);
+    s.send({ hello: { workerId: 'w0', token: TOKEN } });
+    await s.until((m) => weightsOf(m).length === N);
+    expect(s.messages.every((m) => m.kind === 'weights' && Number(m.weights!.version) === 0)).toBe(true);
+    const w = weightsOf(s.messages);
+    expect([w[0], w[1], w[N - 1]]).toEqual([0, Math.fround(1 / N), Math.fround((N - 1) / N)]);
+  });
+
+  it.each([
+    ['a wrong token', { hello: { workerId: 'w0', token: 'guess' } }, grpc.status.UNAUTHENTICATED, /wrong job token/],
+    ['no token', { hello: { workerId: 'w0', token: '' } }, grpc.status.UNAUTHENTICATED, /missing job token/],
+    ['a gradient before hello', { gradient: { step: 0, round: 1, chunk: { offset: 0, totalBytes: 4, data: Buffer.alloc(4) } } }, grpc.status.INVALID_ARGUMENT, /first message must be hello/],
+    ['an invalid worker id', { hello: { workerId: '../x', token: TOKEN } }, grpc.status.INVALID_ARGUMENT, /valid worker id/],
+  ] as const)('refuses %s with a status and closes, sending no weights', async (_name, msg, code, details) => {
+    const { port } = await startShard();
+    const s = open(port);
+    s.send(msg as ShardUpload);
+    await s.closed;
+    expect(refusal(s)).toEqual({ code, details: expect.stringMatching(details) });
+    expect(s.messages.filter((m) => m.kind === 'weights')).toEqual([]);
+  });
+
+  it('refuses bytes that do not parse, and a frame over the size limit, with INVALID_ARGUMENT', async () => {
+    const { port } = await startShard();
+    const garbage = open(port);
+    writeFrame(garbage.socket, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+    await garbage.closed;
+    expect(refusal(garbage)?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const huge = open(port);
+    huge.socket.write(Buffer.from([0x7f, 0xff, 0xff, 0xff]));
+    await huge.closed;
+    expect(refusal(huge)).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/exceeds the 8388608-byte limit/) });
+  });
+
+  it('a newer connection of the same worker replaces the older one (ABORTED)', async () => {
+    const { port } = await startShard();
+    const first = open(port);
+    first.send({ hello: { workerId: 'w0', token: TOKEN } });
+    await first.until((m) => weightsOf(m).length === N);
+    const second = open(port);
+    second.send({ hello: { workerId: 'w0', token: TOKEN } });
+    await first.closed;
+    expect(refusal(first)).toEqual({ code: grpc.status.ABORTED, details: expect.stringMatching(/newer connection/) });
+    await second.until((m) => weightsOf(m).length === N);
+  });
+
+  it('with TLS (mutual): a client with the CA and a client certificate gets the weights; plain TCP and a client without a certificate get nothing', async () => {
+    const serverTls = { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert };
+    const clientTls = { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey };
+    const { port } = await startShard(serverTls, clientTls);
+    const good = open(port, clientTls);
+    good.send({ hello: { workerId: 'w0', token: TOKEN } });
+    await good.until((m) => weightsOf(m).length === N);
+    const plain = open(port);
+    plain.send({ hello: { workerId: 'w1', token: TOKEN } });
+    await plain.closed;
+    expect(plain.messages).toEqual([]);
+    const anonymous = open(port, { ca: pki.caCert });
+    anonymous.send({ hello: { workerId: 'w2', token: TOKEN } });
+    await anonymous.closed;
+    expect(anonymous.messages).toEqual([]);
+  });
+});
