@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { TokenVerifier } from '../rpc/auth.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
-import { createFrameServer, FrameReader, writeFrame } from '../rpc/frames.js';
+import { createFrameServer, FrameReader, FrameWriter } from '../rpc/frames.js';
 import { exchangeCodecs, loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
 import { isGradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
@@ -324,13 +324,14 @@ export class ShardServer {
     const { upload, download } = exchangeCodecs();
     let workerId: string | undefined;
     let dead = false;
+    const writer = new FrameWriter(socket);
     const downlink: Downlink = {
-      write: (msg, done) => writeFrame(socket, download.encode(msg), done ? () => done() : undefined),
+      write: (msg, done) => writer.write((allocate) => download.encode(msg, allocate), done ? () => done() : undefined),
       refuse: (code, details) => {
         if (dead) return;
         dead = true;
         if (workerId !== undefined) this.collector?.forget(workerId);
-        writeFrame(socket, download.encode({ refused: { code, details } }));
+        writer.write(() => download.encode({ refused: { code, details } }));
         socket.end();
       },
     };

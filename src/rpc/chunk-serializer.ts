@@ -24,6 +24,10 @@ export interface ChunkRoute {
 }
 
 type Serialize = (value: object) => Buffer;
+/** Gives the buffer a message of `size` bytes is encoded into (exactly `size` long). */
+export type Allocate = (size: number) => Buffer;
+/** A serializer that may be told where to put a chunk-carrying message (frames.ts FrameWriter). */
+export type ChunkSerialize = (value: object, allocate?: Allocate) => Buffer;
 
 /** Payloads below this go through protobufjs unchanged. */
 const MIN_FAST_BYTES = 4096;
@@ -72,11 +76,12 @@ const asNumber = (v: number | string | Long | null | undefined): number => (v ==
 /**
  * Wraps `base` (the protobufjs serializer of the outer message) so that a message whose
  * `route.member` holds a chunk of at least 4 KiB is encoded with one payload copy. With
- * `reuse`, the returned buffer is overwritten by the next call (for grpc-js server responses).
+ * `reuse`, the returned buffer is overwritten by the next call (for grpc-js server responses);
+ * an `allocate` given with the message decides where that one goes.
  */
-export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], reuse: boolean): Serialize {
+export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], reuse: boolean): ChunkSerialize {
   let scratch = Buffer.alloc(0);
-  return (value: object) => {
+  return (value: object, allocate?: Allocate) => {
     for (const route of routes) {
       const inner = (value as Record<string, unknown>)[route.member] as { chunk?: ChunkLike | null } | null | undefined;
       const data = inner?.chunk?.data;
@@ -97,7 +102,9 @@ export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], 
       const newBody = bodyLength + 1 + varintLength(chunkBody) + chunkBody;
       const size = 1 + varintLength(newBody) + newBody;
       let out: Buffer;
-      if (reuse) {
+      if (allocate) {
+        out = allocate(size);
+      } else if (reuse) {
         if (scratch.length < size) scratch = Buffer.allocUnsafe(size);
         out = scratch.subarray(0, size);
       } else {

@@ -5,6 +5,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import type { Allocate } from './chunk-serializer.js';
 import { tlsClientOptions, tlsEnabled, tlsServerOptions, type TlsFiles } from './tls.js';
 
 /** The largest frame accepted: a ~1 MiB tensor chunk and its message, with room to spare. */
@@ -14,10 +15,14 @@ export class FrameError extends Error {
   override readonly name = 'FrameError';
 }
 
-/** Cuts a byte stream into frames; `onFrame` gets each (a view, valid during the call only if it was copied; else a view of the pushed chunk). */
+/**
+ * Cuts a byte stream into frames. `onFrame` gets each as a view that is valid during the call
+ * only: a frame split over several chunks is gathered in one buffer, reused for the next.
+ */
 export class FrameReader {
   private readonly header = Buffer.alloc(4);
   private headerBytes = 0;
+  private scratch = Buffer.alloc(0);
   private body: Buffer | undefined;
   private bodyBytes = 0;
 
@@ -42,7 +47,8 @@ export class FrameReader {
           pos += length;
           continue;
         }
-        this.body = Buffer.allocUnsafe(length);
+        if (this.scratch.length < length) this.scratch = Buffer.allocUnsafe(length);
+        this.body = this.scratch.subarray(0, length);
         this.bodyBytes = 0;
       }
       const n = Math.min(this.body.length - this.bodyBytes, chunk.length - pos);
@@ -67,6 +73,52 @@ export function writeFrame(socket: net.Socket, message: Uint8Array, done?: (err?
   const ok = socket.write(message, done);
   socket.uncork();
   return ok;
+}
+
+/** Buffers kept for reuse per writer: enough for the chunks of one tensor slice in flight. */
+const POOLED = 4;
+
+/**
+ * Writes frames to one socket, encoding each message straight into a buffer after its length
+ * prefix. A buffer is reused once the socket has handed it to the OS (its write callback), so a
+ * connection that sends the same chunk sizes every step allocates nothing after the first.
+ */
+export class FrameWriter {
+  private readonly free: Buffer[] = [];
+
+  constructor(private readonly socket: net.Socket) {}
+
+  /** `encode` gets the allocator; `done` runs once the frame is handed to the OS (or the socket failed). */
+  write(encode: (allocate: Allocate) => Buffer, done?: (err?: Error | null) => void): void {
+    let pooled: Buffer | undefined;
+    const body = encode((size) => {
+      pooled = this.take(size + 4);
+      return pooled.subarray(4, size + 4);
+    });
+    if (!pooled || body.buffer !== pooled.buffer || body.byteOffset !== pooled.byteOffset + 4) {
+      // Small messages are encoded elsewhere (protobufjs): prefix and body in one writev.
+      if (pooled) this.release(pooled);
+      writeFrame(this.socket, body, done);
+      return;
+    }
+    const buffer = pooled;
+    buffer.writeUInt32BE(body.length, 0);
+    this.socket.write(buffer.subarray(0, body.length + 4), (err) => {
+      this.release(buffer);
+      done?.(err);
+    });
+  }
+
+  /** The smallest free buffer that fits, or a new one. */
+  private take(size: number): Buffer {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) if (this.free[i]!.length >= size && (best < 0 || this.free[i]!.length < this.free[best]!.length)) best = i;
+    return best < 0 ? Buffer.allocUnsafe(size) : this.free.splice(best, 1)[0]!;
+  }
+
+  private release(buffer: Buffer): void {
+    if (this.free.length < POOLED) this.free.push(buffer);
+  }
 }
 
 /** A frame server: TLS with the job's certificate when it has one (client certificates under mutual TLS), else TCP. */

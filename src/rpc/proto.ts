@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { CHUNK_ROUTES, EXCHANGE_ROUTES, chunkSerializer } from './chunk-serializer.js';
+import { CHUNK_ROUTES, EXCHANGE_ROUTES, chunkSerializer, type Allocate } from './chunk-serializer.js';
 // shard.proto imports training.proto, so its generated root type covers both files.
 import type { ProtoGrpcType } from './generated/shard.js';
 import type { ShardDownload, ShardDownload__Output } from './generated/tensorfleet/v1/ShardDownload.js';
@@ -34,7 +34,8 @@ export function loadProto(): ProtoGrpcType {
 
 /** Encodes and decodes one message type as gRPC would (the options proto-loader is given above). */
 export interface MessageCodec<In, Out> {
-  encode(message: In): Buffer;
+  /** With `allocate`, a message carrying a tensor chunk is encoded into the buffer it gives. */
+  encode(message: In, allocate?: Allocate): Buffer;
   decode(bytes: Uint8Array): Out;
 }
 
@@ -56,7 +57,7 @@ export function exchangeCodecs(): ExchangeCodecs {
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       };
       return {
-        encode: chunkSerializer(base, routes, false) as (message: In) => Buffer,
+        encode: chunkSerializer(base, routes, false) as (message: In, allocate?: Allocate) => Buffer,
         decode: (bytes) => type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true, oneofs: true }) as Out,
       };
     };

@@ -10,7 +10,7 @@ import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { splitIntoChunks } from '../rpc/chunks.js';
-import { connectFrames, FrameReader, hostOf, writeFrame } from '../rpc/frames.js';
+import { connectFrames, FrameReader, FrameWriter, hostOf } from '../rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
 import type { TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -67,6 +67,7 @@ abstract class SliceLink {
 
 class ShardLink extends SliceLink {
   socket: net.Socket | undefined;
+  private writer: FrameWriter | undefined;
 
   constructor(index: number, endpoint: ShardEndpointInfo, weights: Float32Array, private readonly tls: TlsFiles) {
     super(index, endpoint, weights);
@@ -76,11 +77,12 @@ class ShardLink extends SliceLink {
     this.version = -1;
     this.received = 0;
     this.socket = connectFrames(hostOf(this.endpoint.address), this.endpoint.exchangePort, this.tls);
+    this.writer = new FrameWriter(this.socket);
     return this.socket;
   }
 
   write(msg: ShardUpload): void {
-    if (this.socket?.writable) writeFrame(this.socket, exchangeCodecs().upload.encode(msg));
+    if (this.socket?.writable) this.writer!.write((allocate) => exchangeCodecs().upload.encode(msg, allocate));
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 /** Length-prefixed frames (the shard exchange connection) and the host of an address. */
+import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FrameError, FrameReader, hostOf } from '../../src/rpc/frames.js';
+import { FrameError, FrameReader, FrameWriter, hostOf } from '../../src/rpc/frames.js';
 
 function frame(n: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(4 + n);
@@ -63,5 +64,57 @@ describe('hostOf', () => {
     expect(hostOf('[fd00::5]:1')).toBe('fd00::5');
     expect(hostOf('localhost')).toBe('localhost');
     expect(hostOf('fd00::5')).toBe('fd00::5');
+  });
+});
+
+describe('FrameWriter', () => {
+  it('delivers every frame intact through a socket whose reader is paused, reusing buffers only once written', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const peer = await accepted;
+    try {
+      peer.pause(); // the kernel buffers fill: later writes stay queued in the writer's buffers
+      const writer = new FrameWriter(client);
+      const sizes = Array.from({ length: 60 }, (_, i) => [(1 << 20) + 7, 400_000, 10][i % 3]!);
+      let flushed = 0;
+      sizes.forEach((n, i) =>
+        writer.write(
+          (allocate) => {
+            const out = n > 100 ? allocate(n) : Buffer.allocUnsafe(n); // small messages bypass the pool
+            out.fill(i & 255);
+            return out;
+          },
+          () => flushed++,
+        ),
+      );
+      expect(client.writableLength).toBeGreaterThan(0);
+      const got: Array<[number, boolean]> = [];
+      const reader = new FrameReader((f) => got.push([f.length, f.every((b) => b === (got.length & 255))]));
+      const all = new Promise<void>((resolve) => {
+        const giveUp = setTimeout(resolve, 10_000); // a corrupted length prefix would leave the reader waiting
+        peer.on('data', (c: Buffer) => {
+          try {
+            reader.push(c);
+          } catch {
+            resolve(); // a corrupted length prefix over the limit
+          }
+          if (got.length === sizes.length) {
+            clearTimeout(giveUp);
+            resolve();
+          }
+        });
+      });
+      peer.resume();
+      await all;
+      expect(got.map(([n]) => n)).toEqual(sizes);
+      expect(got.every(([, intact]) => intact)).toBe(true);
+      expect(flushed).toBe(sizes.length);
+    } finally {
+      client.destroy();
+      peer.destroy();
+      server.close();
+    }
   });
 });
