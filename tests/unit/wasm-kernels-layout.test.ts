@@ -135,7 +135,7 @@ describe('BatchMatMul (wasm) swapped product', () => {
     const shapes: Array<[number[], number[], boolean, boolean]> = [
       [[32, 600], [600, 32], false, false], [[7, 300], [300, 128], false, false], [[1, 5, 400], [1, 400, 160], false, false],
       [[1, 2048], [2048, 128], false, false], [[33, 512], [1, 512, 16], false, false], [[40, 300], [40, 64], true, false],
-      [[64, 33], [64, 128], true, false], [[50, 77], [50, 32], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
+      [[64, 33], [64, 128], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
     ];
     for (const [i, [as, bs, ta, tb]] of shapes.entries()) {
       const av = randomArray(size(as), 90 + i);

@@ -119,11 +119,6 @@ export function withoutTransposeFlags(original: tf.KernelFunc, allowSwap = false
       const [m, k] = a.shape.slice(-2);
       if (prefersSwappedProduct(m, k, b.shape[b.shape.length - 2])) return swappedProduct(original, a, b, backend);
     }
-    if (allowSwap && transposeA && !transposeB) {
-      // a^T @ b read straight from a (the dense layer's dW = x^T @ dy): no transposed copy.
-      const simd = simdPlainProduct(a, b, backend, true);
-      if (simd) return simd;
-    }
     const prepared: Operand[] = [];
     try {
       const a2 = transposeA ? transposeInner(a, backend) : { info: a, release: noop };
@@ -192,9 +187,9 @@ export function prefersSwappedPlainProduct(m: number, k: number, n: number): boo
  * bitwise equal to them here). The dense forward x [32,5408] @ W [5408,128]: 1.9 ms against 3.4
  * (swapped XNNPACK) / 4.8 (direct); at batch 128: 7.3 against 10.9. Null when it does not apply.
  */
-function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm, aTransposed = false): tf.TensorInfo | null {
+function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm): tf.TensorInfo | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
-  const [m, k] = (aTransposed ? a.shape.slice(-2).reverse() : a.shape.slice(-2)) as [number, number];
+  const [m, k] = a.shape.slice(-2) as [number, number];
   const [k2, n] = b.shape.slice(-2) as [number, number];
   if (k !== k2 || n % 16 !== 0 || k < 16 || m === 0 || m * k * n < 1 << 18) return null;
   const simd = simdKernelsFor(backend);
@@ -207,13 +202,11 @@ function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWa
     const b0 = backend.getMemoryOffset(b.dataId);
     const out0 = backend.getMemoryOffset(out.dataId);
     const p = backend.getMemoryOffset(panel.dataId);
-    // a [M,K] row-major, or (aTransposed) a^T stored [K,M]: a row step and the k step, in bytes.
-    const [gemm2, gemm1, aStride, rowBytes] = aTransposed ? [simd.gemm2x16at, simd.gemm1x16at, m * 4, 4] : [simd.gemm2x16, simd.gemm1x16, k * 4, k * 4];
     for (let j = 0; j < n; j += 16) {
       simd.copyRows16(b0 + j * 4, n * 4, p, k);
       const pairs = m >> 1;
-      gemm2(a0, aStride, p, 64, out0 + j * 4, n * 4, k, pairs);
-      if (m % 2 === 1) gemm1(a0 + (m - 1) * rowBytes, aStride, p, 64, out0 + ((m - 1) * n + j) * 4, n * 4, k, 1);
+      simd.gemm2x16(a0, k * 4, p, 64, out0 + j * 4, n * 4, k, pairs);
+      if (m % 2 === 1) simd.gemm1x16(a0 + (m - 1) * k * 4, k * 4, p, 64, out0 + ((m - 1) * n + j) * 4, n * 4, k, 1);
     }
   } finally {
     backend.disposeData(panel.dataId);

@@ -59,12 +59,6 @@ export interface SimdKernels {
    */
   gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
-  /**
-   * gemm2x16 / gemm1x16 reading a transposed: a is stored [K, M] and a[r][k] is at byte offset
-   * a + k * aKStrideBytes + 4 * r (the dense layer's dW = x^T @ dy, without materializing x^T).
-   */
-  gemm2x16at(a: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
-  gemm1x16at(a: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
   copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
@@ -275,8 +269,8 @@ function conv3x3RowDef(): FunctionDef {
   return { name: 'conv3x3Row', params: 9, locals: [[6, I32], [10, V128]], body: guardedCountdown(GROUPS, group) };
 }
 
-function gemmDef(name: string, rows: number, vecs: number, aTransposed = false): FunctionDef {
-  // params: a aStride b bStride out outStride k blocks (aTransposed: aStride is a's k stride; its rows are 4 bytes apart)
+function gemmDef(name: string, rows: number, vecs: number): FunctionDef {
+  // params: a aStride b bStride out outStride k blocks
   const [AP, AS, BP, BS, OUT, OS, K, BLOCKS] = [0, 1, 2, 3, 4, 5, 6, 7];
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   // i32 locals: the block's row pointers, the b cursor, the k counter
@@ -294,7 +288,7 @@ function gemmDef(name: string, rows: number, vecs: number, aTransposed = false):
       ...range(vecs).flatMap((h) => [
         ...op.get(ACC + vecs * r + h), ...op.get(S), ...op.get(BV + h), ...v.f32x4Mul, ...v.f32x4Add, ...op.set(ACC + vecs * r + h),
       ]),
-      ...bump(rowPtr[r]!, aTransposed ? { local: AS } : { constant: 4 }),
+      ...bump(rowPtr[r]!, { constant: 4 }),
     ]),
     ...bump(BC, { local: BS }),
   ];
@@ -303,13 +297,13 @@ function gemmDef(name: string, rows: number, vecs: number, aTransposed = false):
     ...bump(OUT, { local: OS }),
   ]);
   const block = [
-    ...range(rows).flatMap((r) => [...(r === 0 ? op.get(AP) : [...op.get(rowPtr[r - 1]!), ...(aTransposed ? op.i32(4) : op.get(AS)), ...op.i32Add]), ...op.set(rowPtr[r]!)]),
+    ...range(rows).flatMap((r) => [...(r === 0 ? op.get(AP) : [...op.get(rowPtr[r - 1]!), ...op.get(AS), ...op.i32Add]), ...op.set(rowPtr[r]!)]),
     ...range(rows * vecs).flatMap((i) => [...op.f32(0), ...v.f32x4Splat, ...op.set(ACC + i)]),
     ...op.get(BP), ...op.set(BC), ...op.get(K), ...op.set(KC),
     ...guardedCountdown(KC, step),
     ...store,
     // Next block: `rows` rows of a further down.
-    ...range(rows).flatMap(() => bump(AP, aTransposed ? { constant: 4 } : { local: AS })),
+    ...range(rows).flatMap(() => bump(AP, { local: AS })),
   ];
   return { name, params: 8, locals: [[rows + 2, I32], [rows * vecs + vecs + 1, V128]], body: guardedCountdown(BLOCKS, block) };
 }
@@ -331,7 +325,6 @@ export function assembleSimdModule(): Uint8Array {
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
     binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
     gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4),
-    gemmDef('gemm2x16at', 2, 4, true), gemmDef('gemm1x16at', 1, 4, true),
   ]);
 }
 
