@@ -48,6 +48,8 @@ const TENSORS = ['WEIGHTS', 'ADAM_M', 'ADAM_V'] as const;
 export interface ShardServerOptions {
   token: string | undefined;
   tls?: TlsFiles;
+  /** The port of the exchange connections (default 0: any free port, reported in Ready). */
+  exchangePort?: number;
 }
 
 function fail(call: ControlCall, code: grpc.status, details: string): void {
@@ -79,6 +81,7 @@ export class ShardServer {
 
   constructor(private readonly options: ShardServerOptions, private readonly log: Logger = silentLogger) {
     this.verifier = new TokenVerifier(options.token);
+    this.exchangePort = options.exchangePort ?? 0;
     const service = loadProto().tensorfleet.v1.ParameterShard.service;
     this.server.addService(tolerantService(service), {
       Control: (call: ControlCall) => this.onControl(call),

@@ -1,11 +1,13 @@
 /** `--ps-mode process`: the coordinator starting `parameter-server` processes (needs `npm run build`). */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunReport } from '../../src/coordinator/report.js';
+import { RemoteShard } from '../../src/ps/shard-client.js';
 import { expectUsageErrors } from '../helpers/process.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -95,5 +97,33 @@ describe('parameter-server shard processes', () => {
       [['--ps-mode', 'threads'], /ps-mode/],
       [['--ps-mode', 'process', '--launch', 'none', '--token', 't', '--ps-shards', '2'], /psAddresses must name the 2/],
     ]);
+    await expectUsageErrors(PARAMETER_SERVER, [
+      [['--insecure', '--exchange-port', '70000'], /--exchange-port must be from 0 to 65535/],
+      [['--insecure', '--port', '5000', '--exchange-port', '5000'], /--exchange-port must differ from --port/],
+    ]);
+  });
+
+  it('--exchange-port fixes the port workers exchange tensors on, and the coordinator learns it over gRPC', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const fixed = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const ps = execa('node', [PARAMETER_SERVER, '--insecure', '--port', '0', '--exchange-port', String(fixed), '--log-level', 'warn'], { reject: false });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        ps.stdout!.once('data', (b: Buffer) => resolve((JSON.parse(b.toString()) as { port: number }).port));
+        void ps.then((r) => reject(new Error(`parameter-server exited: ${r.stderr}`)));
+      });
+      const control = new RemoteShard({ address: `127.0.0.1:${port}`, range: { index: 0, offset: 0, length: 8 }, token: undefined, tls: {}, connectTimeoutMs: 10_000 });
+      try {
+        await control.init({ jobId: 'j', gradDtype: 'float32', chunkBytes: 1 << 20, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } }, { weights: new Float32Array(8), m: new Float32Array(8), v: new Float32Array(8), iterations: 0, version: 0 });
+        expect(control.exchangePort).toBe(fixed);
+      } finally {
+        control.close();
+      }
+    } finally {
+      ps.kill('SIGTERM');
+      await ps;
+    }
   });
 });
