@@ -16,6 +16,7 @@ import { connectFrames, FrameReader, writeFrame } from '../../src/rpc/frames.js'
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../../src/rpc/proto.js';
 import type { TlsFiles } from '../../src/rpc/tls.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { mutate, prng, randomBytes } from '../helpers/fuzz.js';
 
 const TOKEN = 'exchange-test-token';
 const N = 300_000; // elements: a 1.2 MB slice, two chunks
@@ -33,7 +34,7 @@ afterEach(async () => {
 });
 
 /** A shard server initialized over its Control stream with weights w[i] = i / N. */
-async function startShard(tls: TlsFiles = {}, clientTls: TlsFiles = {}): Promise<{ server: ShardServer; port: number }> {
+async function startShard(tls: TlsFiles = {}, clientTls: TlsFiles = {}): Promise<{ server: ShardServer; port: number; control: RemoteShard }> {
   const server = new ShardServer({ token: TOKEN, tls });
   const port = await server.start('127.0.0.1', 0);
   cleanups.push(() => server.close(100));
@@ -42,7 +43,7 @@ async function startShard(tls: TlsFiles = {}, clientTls: TlsFiles = {}): Promise
   const weights = Float32Array.from({ length: N }, (_, i) => i / N);
   await control.init({ jobId: 'j', gradDtype: 'float32', chunkBytes: 1 << 20, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } }, { weights, m: new Float32Array(N), v: new Float32Array(N), iterations: 0, version: 0 });
   expect(control.exchangePort).toBe(server.exchangePort);
-  return { server, port: server.exchangePort };
+  return { server, port: server.exchangePort, control };
 }
 
 interface Session {
@@ -147,5 +148,36 @@ describe('shard exchange connection', () => {
     anonymous.send({ hello: { workerId: 'w2', token: TOKEN } });
     await anonymous.closed;
     expect(anonymous.messages).toEqual([]);
+  });
+
+  it('survives 2,400 random and mutated frames from authenticated connections, then still commits a well-formed step', async () => {
+    const { port, control } = await startShard();
+    const rand = prng(20261129);
+    const { upload } = exchangeCodecs();
+    const gradient = (round: number, offset: number, n: number) => upload.encode({ gradient: { step: 0, round, chunk: { offset, totalBytes: N * 4, data: Buffer.alloc(n, 1) } } });
+    let refused = 0;
+    for (let c = 0; c < 300; c++) {
+      const s = open(port);
+      s.send({ hello: { workerId: `f${c % 7}`, token: TOKEN } });
+      for (let f = 0; f < 8; f++) {
+        const valid = gradient(1 + Math.floor(rand() * 3), Math.floor(rand() * 2) * 4096, 4096 + Math.floor(rand() * 4) * 4);
+        writeFrame(s.socket, rand() < 0.3 ? randomBytes(rand, Math.floor(rand() * 200)) : mutate(rand, valid));
+      }
+      s.socket.end();
+      await s.closed;
+      if (refusal(s)) refused++;
+    }
+    expect(refused).toBeGreaterThan(100); // most connections were refused with a status, none crashed the shard
+    // A well-formed step still goes through: w0 sends its whole slice, the shard prepares and commits.
+    const good = open(port);
+    good.send({ hello: { workerId: 'w0', token: TOKEN } });
+    await good.until((m) => weightsOf(m).length === N);
+    const prepared = control.prepare(0, 5, [{ workerId: 'w0', rank: 0, sampleCount: 32 }]);
+    for (let offset = 0; offset < N * 4; offset += 1 << 20) {
+      const n = Math.min(1 << 20, N * 4 - offset);
+      good.send({ gradient: { step: 0, round: 5, chunk: { offset, totalBytes: N * 4, data: Buffer.alloc(n) } } });
+    }
+    expect(await prepared).toEqual({ ok: true, nonFiniteWorkerIds: [] });
+    expect(await control.commit(5)).toBe(1);
   });
 });
