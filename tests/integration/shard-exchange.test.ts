@@ -15,6 +15,8 @@ import { ShardServer } from '../../src/ps/shard-server.js';
 import { connectFrames, FrameReader, writeFrame } from '../../src/rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../../src/rpc/proto.js';
 import type { TlsFiles } from '../../src/rpc/tls.js';
+import { silentLogger } from '../../src/telemetry/logger.js';
+import { ShardLinks } from '../../src/worker/shard-links.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { mutate, prng, randomBytes } from '../helpers/fuzz.js';
 
@@ -179,5 +181,43 @@ describe('shard exchange connection', () => {
     }
     expect(await prepared).toEqual({ ok: true, nonFiniteWorkerIds: [] });
     expect(await control.commit(5)).toBe(1);
+  });
+
+  it("a worker's links reconnect after the connection drops, take the weights again, and go on sending slices", async () => {
+    const { port, control } = await startShard();
+    // A TCP relay between the worker and the shard, whose connections the test cuts.
+    const relayed = new Set<net.Socket>();
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(port, '127.0.0.1');
+      relayed.add(inbound).add(outbound);
+      inbound.pipe(outbound).pipe(inbound);
+      const cut = () => (inbound.destroy(), outbound.destroy());
+      inbound.on('error', cut).on('close', cut);
+      outbound.on('error', cut).on('close', cut);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => relay.close(() => r())));
+    const weights = new Float32Array(N);
+    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: (relay.address() as net.AddressInfo).port, offset: 0, length: N }], weights, 'w0', TOKEN, {}, silentLogger);
+    cleanups.push(() => links.close());
+    await links.waitForVersion(0);
+    expect(weights[N - 1]).toBe(Math.fround((N - 1) / N));
+    weights.fill(0);
+    for (const socket of relayed) socket.destroy(); // the network drops the connection
+    relayed.clear();
+    // Reconnected (after a backoff of about 100 ms): the shard sends version 0 again on hello.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (weights[N - 1] !== 0) (clearInterval(poll), resolve());
+      }, 20);
+    });
+    await links.waitForVersion(0);
+    expect(weights[N - 1]).toBe(Math.fround((N - 1) / N));
+    // And the step protocol works over the new connection.
+    const prepared = control.prepare(0, 1, [{ workerId: 'w0', rank: 0, sampleCount: 32 }]);
+    links.send(0, 1, new Float32Array(N), 1 << 20);
+    expect(await prepared).toEqual({ ok: true, nonFiniteWorkerIds: [] });
+    expect(await control.commit(1)).toBe(1);
+    await links.waitForVersion(1);
   });
 });
