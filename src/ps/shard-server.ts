@@ -75,7 +75,7 @@ export class ShardServer {
   private closed = false;
   /** Called whenever an Init completes (a co-located worker's layout is then stale). */
   onInit: (() => void) | undefined;
-  /** Weights chunks written to Exchange streams and not yet handed to the socket. */
+  /** Weights chunks written to exchange connections and not yet handed to the socket. */
   private unflushed = 0;
   private flushWaiters: Array<() => void> = [];
 
@@ -261,7 +261,7 @@ export class ShardServer {
 
   /**
    * Attaches worker `workerId` of this process: its gradient chunks are taken as from an
-   * Exchange stream and `deliver` gets this shard's weights (on attach and after every commit;
+   * exchange connection and `deliver` gets this shard's weights (on attach and after every commit;
    * the chunks are views of the shard's memory, valid during the call only).
    */
   connectLocal(workerId: string, deliver: (msg: ShardDownload) => void): LocalExchange {

@@ -35,7 +35,7 @@ describe('colocated options', () => {
 });
 
 describe('ShardServer.connectLocal', () => {
-  it('delivers the weights on attach and after every commit, and takes gradient chunks as an Exchange stream would', async () => {
+  it('delivers the weights on attach and after every commit, and takes gradient chunks as an exchange connection would', async () => {
     const server = new ShardServer({ token: undefined });
     const got: ShardDownload[] = [];
     const local = server.connectLocal('w0', (msg) => got.push(structuredClone(msg)));
