@@ -211,6 +211,30 @@ describe('Add (wasm) matches cpu', () => {
   });
 });
 
+describe('ReLU gradient (wasm, one pass) is the bits of mul(dy, cast(step(x)))', () => {
+  /** x with zeros of both signs, a subnormal, infinities and NaN among random values. */
+  function inputs(n: number, seed: number): [Float32Array, Float32Array] {
+    const x = randomArray(n, seed);
+    const dy = randomArray(n, seed + 1);
+    [0, -0, 1e-45, -1e-45, Infinity, -Infinity, NaN].forEach((v, i) => (x[(i * 37) % n] = v));
+    dy[5] = NaN;
+    dy[6] = -0;
+    return [x, dy];
+  }
+  /** Bits of each value, NaN as one pattern (the payload of a NaN may differ between paths). */
+  const bits = (v: Float32Array) => Array.from(v, (f) => (Number.isNaN(f) ? 'NaN' : new Uint32Array(Float32Array.of(f).buffer)[0]!));
+
+  it.each([4 * 1024, 4 * 1024 + 3, [2, 26, 26, 32].reduce((a, b) => a * b)])('%i elements: tf.grad on wasm against the stock formula on wasm and cpu', async (n) => {
+    const [xv, dyv] = inputs(n, 40 + (n % 7));
+    const viaGrad = () => tf.tidy(() => tf.grad((x: tf.Tensor) => tf.relu(x))(tf.tensor(xv), tf.tensor(dyv)));
+    const stock = () => tf.tidy(() => tf.mul(tf.tensor(dyv), tf.cast(tf.step(tf.tensor(xv)), 'float32')));
+    const fused = await runOn('wasm', viaGrad);
+    expect(bits(fused.values)).toEqual(bits((await runOn('wasm', stock)).values));
+    expect(bits(fused.values)).toEqual(bits((await runOn('cpu', stock)).values));
+    expect(bits((await runOn('cpu', viaGrad)).values)).toEqual(bits(fused.values)); // cpu keeps tfjs-core's formula
+  });
+});
+
 describe('memory', () => {
   it('does not leak tensors or wasm data ids', async () => {
     await tf.setBackend('wasm');

@@ -22,6 +22,7 @@ import { createConv2DConfig } from './conv2d.js';
 import { createAddConfig } from './elementwise.js';
 import { createCastConfig, createIdentityConfig } from './identity-cast.js';
 import { createMaxPoolGradConfig } from './max-pool-grad.js';
+import { registerReluGradient, reluGradConfig } from './relu-grad.js';
 import { createSumConfig } from './sum.js';
 
 const BACKEND = 'wasm';
@@ -59,19 +60,24 @@ function mark(config: tf.KernelConfig): tf.KernelConfig {
 
 /** Kernel names this module registers (or replaces) for the wasm backend. */
 export function kernelNamesProvided(): string[] {
-  return [conv2dBackpropFilterConfig.kernelName, ...REPLACED.map(([name]) => name)];
+  return [...ADDED.map((c) => c.kernelName), ...REPLACED.map(([name]) => name)];
 }
+
+/** Kernels the stock wasm backend does not have: the filter gradient, and the one-pass ReLU gradient (relu-grad.ts). */
+const ADDED: readonly tf.KernelConfig[] = [conv2dBackpropFilterConfig, reluGradConfig];
 
 /**
  * Registers the extra/replacement wasm kernels. Idempotent, and valid both
  * before and after `await tf.setBackend('wasm')`.
  */
 export function registerWasmKernels(): void {
-  const conv = tf.getKernel(conv2dBackpropFilterConfig.kernelName, BACKEND);
-  if (!isOurs(conv)) {
-    if (conv != null) tf.unregisterKernel(conv2dBackpropFilterConfig.kernelName, BACKEND);
-    tf.registerKernel(mark(conv2dBackpropFilterConfig));
+  for (const config of ADDED) {
+    const existing = tf.getKernel(config.kernelName, BACKEND);
+    if (isOurs(existing)) continue;
+    if (existing != null) tf.unregisterKernel(config.kernelName, BACKEND);
+    tf.registerKernel(mark(config));
   }
+  registerReluGradient();
   for (const [name, replace] of REPLACED) {
     const stock = tf.getKernel(name, BACKEND);
     if (stock == null) {

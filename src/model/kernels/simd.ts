@@ -59,6 +59,11 @@ export interface SimdKernels {
    */
   gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  /**
+   * The ReLU gradient in one pass: out[i] = dy[i] * (x[i] > 0 ? 1 : x[i] is NaN ? NaN : 0), for
+   * 4 * vecs floats (the stock mul(dy, cast(step(x))) takes three).
+   */
+  reluGrad(dy: number, x: number, out: number, vecs: number): void;
   /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
   copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
 }
@@ -207,6 +212,24 @@ function binaryRowsDef(name: string, opcode: number): FunctionDef {
   return { name, params: 6, locals: [[2, I32]], body };
 }
 
+function reluGradDef(): FunctionDef {
+  // params: dy x out vecs; v128 locals: 1, NaN, 0 (splats), x
+  const [DY, X, OUT, VECS] = [0, 1, 2, 3];
+  const [ONE, NAN, ZERO, XV] = [4, 5, 6, 7];
+  const splat = (value: number, local: number) => [...op.f32(value), ...v.f32x4Splat, ...op.set(local)];
+  const inner = [
+    ...op.get(OUT),
+    ...op.get(DY), ...v.load(),
+    // factor = (x > 0 ? 1 : 0) | (x != x ? NaN : 0)
+    ...op.get(X), ...v.load(), ...op.tee(XV), ...op.get(ZERO), ...v.f32x4Gt, ...op.get(ONE), ...v.and,
+    ...op.get(XV), ...op.get(XV), ...v.f32x4Ne, ...op.get(NAN), ...v.and,
+    ...v.or,
+    ...v.f32x4Mul, ...v.store(),
+    ...bump(DY, { constant: 16 }), ...bump(X, { constant: 16 }), ...bump(OUT, { constant: 16 }),
+  ];
+  return { name: 'reluGrad', params: 4, locals: [[4, V128]], body: [...splat(1, ONE), ...splat(NaN, NAN), ...splat(0, ZERO), ...guardedCountdown(VECS, inner)] };
+}
+
 function convFilterGrad3x3RowDef(): FunctionDef {
   // params: x0 x1 x2 dy acc ow groups strideBytes pixelBytes
   const [X0, X1, X2, DY, ACC, OW, GROUPS, SX, PIX] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
@@ -324,7 +347,7 @@ export function assembleSimdModule(): Uint8Array {
   return assembleModule([
     maxPoolGrad2x2RowDef(), sumColumns8Def(), transpose4x4Def(),
     binaryRowsDef('addRows', 0xe4 /* f32x4.add */), convFilterGrad3x3RowDef(), conv3x3RowDef(),
-    gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4),
+    gemmDef('gemm2x16', 2, 4), gemmDef('gemm1x16', 1, 4), copyRowsDef('copyRows16', 4), reluGradDef(),
   ]);
 }
 

@@ -57,6 +57,7 @@ export const v = {
   shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
   f32x4Splat: op.simd(0x13),
   f32x4Gt: op.simd(0x44),
+  f32x4Ne: op.simd(0x42),
   and: op.simd(0x4e),
   andNot: op.simd(0x4f),
   or: op.simd(0x50),
