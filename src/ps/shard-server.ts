@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { TokenVerifier } from '../rpc/auth.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
-import { createFrameServer, FrameReader, FrameWriter } from '../rpc/frames.js';
+import { createFrameServer, FrameWriter, readFrames } from '../rpc/frames.js';
 import { exchangeCodecs, loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
 import { isGradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
@@ -338,7 +338,7 @@ export class ShardServer {
         socket.end();
       },
     };
-    const reader = new FrameReader((frame) => {
+    const onFrame = (frame: Buffer): void => {
       if (dead) return;
       const msg = upload.decode(frame);
       const bad = malformed(msg);
@@ -354,14 +354,10 @@ export class ShardServer {
       this.workers.get(workerId)?.refuse?.(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
       this.workers.set(workerId, downlink);
       this.sendWeights(downlink);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        reader.push(chunk);
-      } catch (err) {
-        this.log.warn({ workerId, err: (err as Error).message }, 'rejecting worker connection');
-        downlink.refuse!(grpc.status.INVALID_ARGUMENT, (err as Error).message);
-      }
+    };
+    readFrames(socket, onFrame, (err) => {
+      this.log.warn({ workerId, err: err.message }, 'rejecting worker connection');
+      downlink.refuse!(grpc.status.INVALID_ARGUMENT, err.message);
     });
     const gone = () => {
       dead = true;

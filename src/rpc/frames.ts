@@ -64,6 +64,21 @@ export class FrameReader {
   }
 }
 
+/**
+ * Feeds `socket`'s bytes to a FrameReader: `onFrame` gets each frame; a frame over the limit, or
+ * anything `onFrame` throws, goes to `onBadBytes` (the connection should then end).
+ */
+export function readFrames(socket: net.Socket, onFrame: (frame: Buffer) => void, onBadBytes: (err: Error) => void): void {
+  const reader = new FrameReader(onFrame);
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch (err) {
+      onBadBytes(err as Error);
+    }
+  });
+}
+
 /** Writes one frame (prefix and message in one writev); `done` runs once it is handed to the OS. */
 export function writeFrame(socket: net.Socket, message: Uint8Array, done?: (err?: Error | null) => void): boolean {
   const prefix = Buffer.allocUnsafe(4);

@@ -15,24 +15,21 @@ export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 const PROTO_FILES = ['training.proto', 'shard.proto'].map((f) => fileURLToPath(new URL(`../../proto/tensorfleet/v1/${f}`, import.meta.url)));
 
+/** How decoded messages look, for gRPC (proto-loader) and the exchange connection alike. */
+const CONVERSION = { longs: Number, enums: String, defaults: true, oneofs: true };
+
 let cached: ProtoGrpcType | undefined;
 
 export function loadProto(): ProtoGrpcType {
   if (!cached) {
-    const definition = protoLoader.loadSync(PROTO_FILES, {
-      keepCase: false,
-      longs: Number,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-    });
+    const definition = protoLoader.loadSync(PROTO_FILES, { keepCase: false, ...CONVERSION });
     useChunkSerializers(definition);
     cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
   }
   return cached;
 }
 
-/** Encodes and decodes one message type as gRPC would (the options proto-loader is given above). */
+/** Encodes and decodes one message type as gRPC would (the same CONVERSION). */
 export interface MessageCodec<In, Out> {
   /** With `allocate`, a message carrying a tensor chunk is encoded into the buffer it gives. */
   encode(message: In, allocate?: Allocate): Buffer;
@@ -58,7 +55,7 @@ export function exchangeCodecs(): ExchangeCodecs {
       };
       return {
         encode: chunkSerializer(base, routes, false) as (message: In, allocate?: Allocate) => Buffer,
-        decode: (bytes) => type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true, oneofs: true }) as Out,
+        decode: (bytes) => type.toObject(type.decode(bytes), CONVERSION) as Out,
       };
     };
     exchange = { upload: codec('ShardUpload', EXCHANGE_ROUTES.upload), download: codec('ShardDownload', EXCHANGE_ROUTES.download) };

@@ -10,7 +10,7 @@ import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { splitIntoChunks } from '../rpc/chunks.js';
-import { connectFrames, FrameReader, FrameWriter, hostOf } from '../rpc/frames.js';
+import { connectFrames, FrameWriter, hostOf, readFrames } from '../rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
 import type { TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -213,21 +213,15 @@ export class ShardLinks {
           resolve({ code, details });
           socket.destroy();
         };
-        const reader = new FrameReader((frame) => {
+        const onFrame = (frame: Buffer): void => {
           const msg = download.decode(frame);
           if (msg.kind === 'refused') return end(msg.refused!.code, msg.refused!.details);
           if (msg.kind !== 'weights' || !msg.weights) throw new UnexpectedMessageError(`unexpected message '${msg.kind ?? 'empty'}' from shard ${link.index}`);
           this.bytesReceived += msg.weights.chunk?.data.length ?? 0;
           backoff.reset();
           if (link.take(msg.weights)) this.settle();
-        });
-        socket.on('data', (chunk: Buffer) => {
-          try {
-            reader.push(chunk);
-          } catch (err) {
-            end(grpc.status.INVALID_ARGUMENT, (err as Error).message);
-          }
-        });
+        };
+        readFrames(socket, onFrame, (err) => end(grpc.status.INVALID_ARGUMENT, err.message));
         socket.on('error', (err) => end(grpc.status.UNAVAILABLE, err.message));
         socket.on('close', () => end(grpc.status.UNAVAILABLE, 'the shard closed the connection'));
       });
