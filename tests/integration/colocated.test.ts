@@ -47,16 +47,8 @@ describe('co-located shards', () => {
 
   it('a worker leaving takes its shard: the run goes back to the rollback point, redoes those steps with the others and trains every sample once per epoch', async () => {
     const trainLimit = 1024;
-    const leaver = new AbortController();
-    let port = 0;
-    const c = newCoordinator({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, epochs: 2, snapshotEvery: 4 }, (e) => {
-      if (e.step === 7) leaver.abort();
-    });
-    port = await c.start();
-    const [w0, w1, w2] = ['w0', 'w1', 'w2'].map((id) => newWorker(port, id));
-    const runs = [w0!.run(), w1!.run(), w2!.run(leaver.signal)];
-    const report = await c.run();
-    const [r0, r1, r2] = await Promise.all(runs);
+    const { report, results } = await job.runWithLeaver({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, epochs: 2, snapshotEvery: 4 }, 7);
+    const [r0, r1, r2] = results;
     expect(report.status).toBe('completed');
     expect([r0!.completed, r1!.completed, r2!.completed]).toEqual([true, true, false]);
     // the last rollback point was step 4 (snapshots every 4 steps): steps 4.. were redone

@@ -75,16 +75,8 @@ describe('elastic membership (in process)', () => {
 describe('workers leaving (in process)', () => {
   it('a worker whose signal aborts mid-run leaves; the others finish the epochs with every sample exactly once', async () => {
     const trainLimit = 1024;
-    const leaver = new AbortController();
-    let port = 0;
-    const c = newCoordinator({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, epochs: 2 }, (e) => {
-      if (e.step === 2) leaver.abort();
-    });
-    port = await c.start();
-    const [w0, w1, w2] = ['w0', 'w1', 'w2'].map((id) => newWorker(port, id));
-    const runs = [w0!.run(), w1!.run(), w2!.run(leaver.signal)];
-    const report = await c.run();
-    const [r0, r1, r2] = await Promise.all(runs);
+    const { report, results } = await job.runWithLeaver({ workers: 3, minWorkers: 1, trainLimit, batchSize: 8, epochs: 2 }, 2);
+    const [r0, r1, r2] = results;
 
     expect(report.status).toBe('completed');
     expect(report.samplesPerEpoch).toEqual([trainLimit, trainLimit]);
