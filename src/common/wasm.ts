@@ -3,6 +3,8 @@
  * types), and loading the modules the build makes from `.wat` sources (scripts/gen-wasm.mjs,
  * shipped as base64). Every user keeps a JavaScript path for engines without WebAssembly SIMD.
  */
+import { setFlagsFromString } from 'node:v8';
+
 export type WasmModule = object;
 
 export interface WasmMemory {
@@ -26,6 +28,33 @@ export function compileBase64(base64: string): WasmModule | null {
   } catch {
     return null;
   }
+}
+
+let relaxedSimd: boolean | undefined;
+
+/**
+ * Whether WebAssembly relaxed SIMD (fused multiply-add, relaxed_madd) compiles here, turning on
+ * V8's flag for it first where the engine still keeps it behind one (Node 20; Node 22's V8 has it
+ * on). Only modules compiled afterwards see the flag; the probe compiles one instruction once.
+ */
+export function enableRelaxedSimd(): boolean {
+  if (relaxedSimd !== undefined) return relaxedSimd;
+  if (!wasmApi) return (relaxedSimd = false);
+  setFlagsFromString('--experimental-wasm-relaxed-simd');
+  // (func (param v128) (result v128) local.get 0 local.get 0 local.get 0 f32x4.relaxed_madd)
+  const probe = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x01, 0x06, 0x01, 0x60, 0x01, 0x7b, 0x01, 0x7b,
+    0x03, 0x02, 0x01, 0x00,
+    0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x00, 0x20, 0x00, 0xfd, 0x85, 0x02, 0x0b,
+  ];
+  try {
+    new wasmApi.Module(Uint8Array.from(probe));
+    relaxedSimd = true;
+  } catch {
+    relaxedSimd = false;
+  }
+  return relaxedSimd;
 }
 
 /** A new instance's exports, typed as the caller knows them. */

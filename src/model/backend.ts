@@ -8,8 +8,10 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BackendUnavailableError } from './errors.js';
 import { registerWasmKernels } from './kernels/register-wasm-kernels.js';
+import { simdProductKind } from './kernels/simd.js';
 import { describeAdapter, hardwareAdapterPossible, initializedWebgpu, initWebgpuBackend, machineGpuFacts, probeWebgpuAdapter, type AdapterSummary, type ProbedAdapter } from './webgpu.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -132,7 +134,8 @@ async function tryWasm(): Promise<BackendInfo> {
   registerWasmKernels();
   if (!(await tf.setBackend('wasm'))) throw new BackendUnavailableError('wasm', 'the wasm module failed to initialize');
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
-  return { name: 'wasm', device: `cpu (wasm${simd ? ', simd' : ''}, 1 thread)`, package: '@tensorflow/tfjs-backend-wasm' };
+  const fused = simdProductKind(tf.backend() as BackendWasm) === 'fused';
+  return { name: 'wasm', device: `cpu (wasm${simd ? ', simd' : ''}${fused ? ', fused multiply-add' : ''}, 1 thread)`, package: '@tensorflow/tfjs-backend-wasm' };
 }
 
 async function tryCpu(): Promise<BackendInfo> {

@@ -10,9 +10,18 @@ import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpe
 import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
-import { simdTuning } from '../../src/model/kernels/simd.js';
+import { simdProductKind, simdTuning } from '../../src/model/kernels/simd.js';
+import { readFileSync } from 'node:fs';
 import { transposeInto, transposeOnHeap } from '../../src/model/kernels/transpose.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+/** How many elements differ bitwise (an assertion on the count keeps a failure's report short). */
+function countDifferent(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) n++;
+  return n;
+}
 
 /** Max abs difference between the cpu and wasm results (shapes must match). */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
@@ -129,29 +138,76 @@ describe('BatchMatMul (wasm) swapped product', () => {
     }
   });
 
-  it('products with N % 16 == 0 (SIMD panels) match cpu, and XNNPACK bitwise', async () => {
-    // [a, b, transposeA, transposeB]: with transposeA, a^T is materialised first (the dense layer's
-    // dW = x^T @ dy); a @ b^T with a big b runs as (b @ a^T)^T (its dx = dy @ W^T).
-    const shapes: Array<[number[], number[], boolean, boolean]> = [
-      [[32, 600], [600, 32], false, false], [[7, 300], [300, 128], false, false], [[1, 5, 400], [1, 400, 160], false, false],
-      [[1, 2048], [2048, 128], false, false], [[33, 512], [1, 512, 16], false, false], [[40, 300], [40, 64], true, false],
-      [[64, 33], [64, 128], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
-    ];
-    for (const [i, [as, bs, ta, tb]] of shapes.entries()) {
+  // [a, b, transposeA, transposeB]: with transposeA, a^T is materialised first (the dense layer's
+  // dW = x^T @ dy); a @ b^T with a big b runs as (b @ a^T)^T (its dx = dy @ W^T). K above 256
+  // cuts the product into k ranges (summed on top of each other); odd M leaves a 1-row block.
+  const panelShapes: Array<[number[], number[], boolean, boolean]> = [
+    [[32, 600], [600, 32], false, false], [[7, 300], [300, 128], false, false], [[1, 5, 400], [1, 400, 160], false, false],
+    [[1, 2048], [2048, 128], false, false], [[33, 512], [1, 512, 16], false, false], [[40, 300], [40, 64], true, false],
+    [[64, 33], [64, 128], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
+    [[131, 520], [520, 32], false, false],
+  ];
+
+  it('products with N % 16 == 0 (SIMD panels), multiply and add apart: match cpu, and XNNPACK bitwise', async () => {
+    simdTuning.fused = false;
+    try {
+      for (const [i, [as, bs, ta, tb]] of panelShapes.entries()) {
+        const av = randomArray(size(as), 90 + i);
+        const bv = randomArray(size(bs), 95 + i);
+        const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb));
+        expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
+        const simd = await runOn('wasm', fn);
+        simdTuning.enabled = false;
+        try {
+          const stock = await runOn('wasm', fn);
+          expect(simd.shape).toEqual(stock.shape);
+          expect(countDifferent(simd.values, stock.values), `[${as}] @ [${bs}]`).toBe(0);
+        } finally {
+          simdTuning.enabled = true;
+        }
+      }
+    } finally {
+      simdTuning.fused = true;
+    }
+  });
+
+  it('products with fused multiply-adds: every step of the k-ordered sum rounds once (FMA CPUs), and match cpu', async () => {
+    await tf.setBackend('wasm');
+    expect(simdProductKind(tf.backend() as BackendWasm)).toBe('fused'); // Node 20's V8 has relaxed SIMD behind a flag the project sets
+    // relaxed_madd is one fused instruction on CPUs with FMA (x86-64 FMA3, every arm64), else a
+    // multiply and an add: the reference follows the CPU. A float32 product is exact in float64.
+    const fma = process.arch === 'arm64' || /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const step = fma ? (acc: number, x: number, y: number) => Math.fround(acc + x * y) : (acc: number, x: number, y: number) => Math.fround(acc + Math.fround(x * y));
+    let fusedDiffers = 0;
+    for (const [i, [as, bs, ta, tb]] of panelShapes.entries()) {
+      // a [17,128] @ b^T runs as (b @ a^T)^T, whose 17 columns are not whole SIMD panels: XNNPACK.
+      if (tb && as.at(-2)! % 16 !== 0) continue;
       const av = randomArray(size(as), 90 + i);
       const bv = randomArray(size(bs), 95 + i);
       const fn = () => tf.tidy(() => tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb));
       expect(await onBoth(fn), `[${as}] @ [${bs}]`).toBeLessThanOrEqual(TOL);
-      const simd = await runOn('wasm', fn);
-      simdTuning.enabled = false;
+      const fused = await runOn('wasm', fn);
+      const [m, k] = ta ? [as.at(-1)!, as.at(-2)!] : [as.at(-2)!, as.at(-1)!];
+      const n = tb ? bs.at(-2)! : bs.at(-1)!;
+      const aAt = (r: number, c: number) => (ta ? av[c * m + r]! : av[r * k + c]!);
+      const bAt = (r: number, c: number) => (tb ? bv[c * k + r]! : bv[r * n + c]!);
+      const expected = new Float32Array(m * n);
+      for (let r = 0; r < m; r++) {
+        for (let c = 0; c < n; c++) {
+          let acc = 0;
+          for (let t = 0; t < k; t++) acc = step(acc, aAt(r, t), bAt(t, c));
+          expected[r * n + c] = acc;
+        }
+      }
+      expect(countDifferent(fused.values, expected), `[${as}] @ [${bs}]`).toBe(0);
+      simdTuning.fused = false;
       try {
-        const stock = await runOn('wasm', fn);
-        expect(simd.shape).toEqual(stock.shape);
-        expect(simd.values, `[${as}] @ [${bs}]`).toEqual(stock.values);
+        fusedDiffers += countDifferent(fused.values, (await runOn('wasm', fn)).values);
       } finally {
-        simdTuning.enabled = true;
+        simdTuning.fused = true;
       }
     }
+    if (fma) expect(fusedDiffers, 'fused and separate multiply-adds round differently somewhere').toBeGreaterThan(0);
   });
 
   it('does not leak tensors or wasm data ids', async () => {

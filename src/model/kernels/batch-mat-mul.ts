@@ -179,13 +179,20 @@ export function prefersSwappedPlainProduct(m: number, k: number, n: number): boo
   return swapped < direct;
 }
 
+/** Blocking of the SIMD product: k ranges whose packed b (KC x N) and a blocks (MC x KC) stay in cache. */
+const KC = 256;
+const MC = 64;
+
 /**
  * An untransposed a [M,K] @ b [K,N] (batch 1, float32, N a multiple of 16, K and M*K*N not tiny)
- * in wasm SIMD (simd.ts): each 16-column panel of b is copied contiguous (a plain copy, where
- * XNNPACK's per-call packing of a changing b is a transposing one, ~5 ns per element), then 2-row
- * by 16-column blocks of the product are summed over k in order, as XNNPACK's kernels do (and
- * bitwise equal to them here). The dense forward x [32,5408] @ W [5408,128]: 1.9 ms against 3.4
- * (swapped XNNPACK) / 4.8 (direct); at batch 128: 7.3 against 10.9. Null when it does not apply.
+ * in wasm SIMD (simd.ts). For each range of KC rows of b, its 16-column panels are copied
+ * contiguous (a plain copy, where XNNPACK's per-call packing of a changing b is a transposing
+ * one, ~5 ns per element); then, MC rows of a at a time, 2-row by 16-column blocks of the
+ * product are summed over k in order, the first range from zero and each later one on top of
+ * the sum so far, so the cut changes no bit. With separate multiply and add this is bitwise
+ * XNNPACK's result; with fused multiply-adds (simdTuning.fused) each step rounds once. The dense
+ * forward x [32,5408] @ W [5408,128]: 1.9 ms against 3.4 (swapped XNNPACK) / 4.8 (direct), with
+ * separate multiply and add. Null when it does not apply.
  */
 function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm): tf.TensorInfo | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
@@ -196,20 +203,29 @@ function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWa
   if (!simd) return null;
   const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), m, n];
   const out = backend.makeOutput(outShape, 'float32');
-  const panel = backend.makeOutput([k, 16], 'float32');
+  const packed = backend.makeOutput([Math.min(k, KC), n], 'float32');
   try {
     const a0 = backend.getMemoryOffset(a.dataId);
     const b0 = backend.getMemoryOffset(b.dataId);
     const out0 = backend.getMemoryOffset(out.dataId);
-    const p = backend.getMemoryOffset(panel.dataId);
-    for (let j = 0; j < n; j += 16) {
-      simd.copyRows16(b0 + j * 4, n * 4, p, k);
-      const pairs = m >> 1;
-      simd.gemm2x16(a0, k * 4, p, 64, out0 + j * 4, n * 4, k, pairs);
-      if (m % 2 === 1) simd.gemm1x16(a0 + (m - 1) * k * 4, k * 4, p, 64, out0 + ((m - 1) * n + j) * 4, n * 4, k, 1);
+    const p = backend.getMemoryOffset(packed.dataId);
+    for (let k0 = 0; k0 < k; k0 += KC) {
+      const kc = Math.min(KC, k - k0);
+      const [pairs, single] = k0 === 0 ? [simd.gemm2x16, simd.gemm1x16] : [simd.gemm2x16Add, simd.gemm1x16Add];
+      for (let j = 0; j < n; j += 16) simd.copyRows16(b0 + (k0 * n + j) * 4, n * 4, p + j * kc * 4, kc);
+      for (let m0 = 0; m0 < m; m0 += MC) {
+        const rows = Math.min(MC, m - m0);
+        const aBlock = a0 + (m0 * k + k0) * 4;
+        for (let j = 0; j < n; j += 16) {
+          const panel = p + j * kc * 4;
+          const outBlock = out0 + (m0 * n + j) * 4;
+          pairs(aBlock, k * 4, panel, 64, outBlock, n * 4, kc, rows >> 1);
+          if (rows % 2 === 1) single(aBlock + (rows - 1) * k * 4, k * 4, panel, 64, outBlock + (rows - 1) * n * 4, n * 4, kc, 1);
+        }
+      }
     }
   } finally {
-    backend.disposeData(panel.dataId);
+    backend.disposeData(packed.dataId);
   }
   return out;
 }

@@ -54,6 +54,8 @@ export const v = {
   load32Splat: (offset = 0) => [...op.simd(0x09), 0x02, ...uleb(offset)],
   f32x4Add: op.simd(0xe4),
   f32x4Mul: op.simd(0xe6),
+  /** f32x4.relaxed_madd (relaxed SIMD): a * b + c, fused where the CPU has FMA. */
+  f32x4RelaxedMadd: op.simd(0x105),
   shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
   f32x4Splat: op.simd(0x13),
   f32x4Gt: op.simd(0x44),
@@ -65,6 +67,14 @@ export const v = {
   f64x2PromoteLow: op.simd(0x5f),
   f64x2Add: op.simd(0xf0),
 };
+
+/**
+ * acc + x * y, with acc, x, y the code that pushes each: one rounding (relaxed_madd, a fused
+ * multiply-add) when `fused`, else a multiply and an add (two roundings).
+ */
+export function multiplyAdd(fused: boolean, acc: number[], x: number[], y: number[]): number[] {
+  return fused ? [...x, ...y, ...acc, ...v.f32x4RelaxedMadd] : [...acc, ...x, ...y, ...v.f32x4Mul, ...v.f32x4Add];
+}
 
 /** `local = local + delta` (delta: a local index or a constant). */
 export function bump(local: number, delta: { local: number } | { constant: number }): number[] {
