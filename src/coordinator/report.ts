@@ -14,6 +14,8 @@ export interface WorkerSummary {
   pid: number;
   hostname: string;
   backend: string;
+  /** What computed, e.g. 'cpu (wasm, simd, fused multiply-add, 1 thread)'. */
+  device: string;
   steps: number;
   samples: number;
   computeSeconds: number;
@@ -154,6 +156,7 @@ export function buildReport(r: ReportInputs): RunReport {
       pid: s.pid,
       hostname: s.hostname,
       backend: s.backend,
+      device: s.device,
       steps: s.steps,
       samples: s.samples,
       computeSeconds: s.computeMs / 1000,

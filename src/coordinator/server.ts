@@ -204,7 +204,7 @@ export class CoordinatorServer {
   private admit(call: AttachCall, msg: WorkerMessage__Output): WorkerSession {
     if (msg.kind !== 'hello' || !msg.hello) throw new AdmissionError(grpc.status.INVALID_ARGUMENT, 'the first message must be hello');
     const hello = msg.hello;
-    if (hello.hostname.length > 255 || hello.backend.length > 64) throw new AdmissionError(grpc.status.INVALID_ARGUMENT, 'hello fields too long');
+    if (hello.hostname.length > 255 || hello.backend.length > 64 || hello.device.length > 256) throw new AdmissionError(grpc.status.INVALID_ARGUMENT, 'hello fields too long');
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new AdmissionError(grpc.status.FAILED_PRECONDITION, `protocol version ${hello.protocolVersion} is not supported; expected ${PROTOCOL_VERSION}`);
     }
@@ -225,7 +225,7 @@ export class CoordinatorServer {
       throw new AdmissionError(grpc.status.RESOURCE_EXHAUSTED, `the job already has its ${this.settings.maxWorkers} workers (--max-workers)`);
     }
     const seq = this.membership.nextJoinSeq();
-    const session = new WorkerSession(id, hello.pid, hello.hostname, hello.backend, seq, call, this.settings.modelSize, this.settings.gradDtype);
+    const session = new WorkerSession(id, hello.pid, hello.hostname, hello.backend, hello.device, seq, call, this.settings.modelSize, this.settings.gradDtype);
     session.send({
       welcome: {
         jobId: this.settings.jobId,
@@ -237,7 +237,7 @@ export class CoordinatorServer {
         hostShard: this.settings.colocated ?? false,
       },
     });
-    this.log.info({ workerId: id, pid: hello.pid, host: hello.hostname, backend: hello.backend }, 'worker joined');
+    this.log.info({ workerId: id, pid: hello.pid, host: hello.hostname, backend: hello.backend, device: hello.device }, 'worker joined');
     this.membership.add(session);
     return session;
   }

@@ -68,6 +68,8 @@ export class WorkerSession {
     readonly pid: number,
     readonly hostname: string,
     readonly backend: string,
+    /** What computes (BackendInfo.device), as the worker said in its hello. */
+    readonly device: string,
     /** Order of admission; ranks follow it. */
     readonly joinSeq: number,
     private readonly call: AttachCall,

@@ -150,7 +150,7 @@ export class TrainingWorker {
     signal?.addEventListener('abort', onAbort, { once: true });
     // A step waiting for shard weights blocks this loop: the end of the stream must end that wait.
     call.on('status', () => this.job?.shards?.interrupt('the coordinator stream ended'));
-    call.write({ hello: { workerId: this.options.id, pid: process.pid, hostname: hostname(), backend: this.backend!.name, protocolVersion: PROTOCOL_VERSION } });
+    call.write({ hello: { workerId: this.options.id, pid: process.pid, hostname: hostname(), backend: this.backend!.name, device: this.backend!.device, protocolVersion: PROTOCOL_VERSION } });
     try {
       for await (const msg of call as AsyncIterable<CoordinatorMessage__Output>) {
         lastHeard = performance.now();
