@@ -30,31 +30,18 @@ export function compileBase64(base64: string): WasmModule | null {
   }
 }
 
-let relaxedSimd: boolean | undefined;
+let relaxedSimdAllowed = false;
 
 /**
- * Whether WebAssembly relaxed SIMD (fused multiply-add, relaxed_madd) compiles here, turning on
- * V8's flag for it first where the engine still keeps it behind one (Node 20; Node 22's V8 has it
- * on). Only modules compiled afterwards see the flag; the probe compiles one instruction once.
+ * Lets modules compiled from now on use WebAssembly relaxed SIMD (relaxed_madd: a fused
+ * multiply-add), turning on V8's flag where the engine still keeps it behind one (Node 20;
+ * Node 22's V8 has it on). An engine without it still refuses such a module at compile time, so
+ * callers keep a module without it.
  */
-export function enableRelaxedSimd(): boolean {
-  if (relaxedSimd !== undefined) return relaxedSimd;
-  if (!wasmApi) return (relaxedSimd = false);
+export function allowRelaxedSimd(): void {
+  if (relaxedSimdAllowed) return;
   setFlagsFromString('--experimental-wasm-relaxed-simd');
-  // (func (param v128) (result v128) local.get 0 local.get 0 local.get 0 f32x4.relaxed_madd)
-  const probe = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    0x01, 0x06, 0x01, 0x60, 0x01, 0x7b, 0x01, 0x7b,
-    0x03, 0x02, 0x01, 0x00,
-    0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x00, 0x20, 0x00, 0xfd, 0x85, 0x02, 0x0b,
-  ];
-  try {
-    new wasmApi.Module(Uint8Array.from(probe));
-    relaxedSimd = true;
-  } catch {
-    relaxedSimd = false;
-  }
-  return relaxedSimd;
+  relaxedSimdAllowed = true;
 }
 
 /** A new instance's exports, typed as the caller knows them. */

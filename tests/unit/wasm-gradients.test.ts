@@ -11,6 +11,7 @@ import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { simdTuning } from '../../src/model/kernels/simd.js';
+import { countDifferent } from '../helpers/kernel-inputs.js';
 
 const data = loadMnist({ trainLimit: 512, skipTest: true });
 
@@ -42,13 +43,6 @@ async function stepOn(backend: 'cpu' | 'wasm', batchSize: number): Promise<{ los
   } finally {
     computer.dispose();
   }
-}
-
-/** How many elements differ bitwise (an assertion on the count keeps a failure's report short). */
-function countDifferent(a: Float32Array, b: Float32Array): number {
-  let n = a.length === b.length ? 0 : Math.max(a.length, b.length);
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (!Object.is(a[i], b[i])) n++;
-  return n;
 }
 
 afterAll(async () => {

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
+import { countDifferent, maxAbsDiff, runOn, TOL, randomArray, size, type Shape4 } from '../helpers/kernel-inputs.js';
 import { prefersSwappedPlainProduct, prefersSwappedProduct } from '../../src/model/kernels/batch-mat-mul.js';
 import { conv2dBackpropFilterTuning, prefersDyLeft } from '../../src/model/kernels/conv2d-backprop-filter.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
@@ -14,14 +14,6 @@ import { simdProductKind, simdTuning } from '../../src/model/kernels/simd.js';
 import { readFileSync } from 'node:fs';
 import { transposeInto, transposeOnHeap } from '../../src/model/kernels/transpose.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-
-/** How many elements differ bitwise (an assertion on the count keeps a failure's report short). */
-function countDifferent(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let n = 0;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) n++;
-  return n;
-}
 
 /** Max abs difference between the cpu and wasm results (shapes must match). */
 async function onBoth(fn: () => tf.Tensor): Promise<number> {
