@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.js';
 import { IMAGE_SIZE, NUM_CLASSES } from '../data/mnist.js';
 import { heapViewReader } from './kernels/wasm-heap-io.js';
+import { applyForTraining } from './forward.js';
 import { categoricalCrossEntropy } from './loss.js';
 import { assignWeights, layoutOf, type VariableLayout } from './variables.js';
 import { createModel } from './zoo.js';
@@ -33,7 +34,7 @@ export class GradientComputer {
     const { value, grads } = tf.tidy(() => {
       const x = tf.tensor4d(batch.pixels, [batch.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
       const y = tf.tensor2d(batch.oneHot, [batch.count, NUM_CLASSES]);
-      return tf.variableGrads(() => categoricalCrossEntropy(this.model.apply(x, { training: true }) as tf.Tensor, y), this.variables);
+      return tf.variableGrads(() => categoricalCrossEntropy(applyForTraining(this.model, x), y), this.variables);
     });
     try {
       const ordered = this.variables.map((v) => grads[v.name]!);

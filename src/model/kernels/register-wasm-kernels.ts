@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { createNoTransposeMatMulConfig } from './batch-mat-mul.js';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.js';
+import { convReluPoolConfigs, registerConvReluPoolGradient } from './conv-relu-pool.js';
 import { createConv2DConfig } from './conv2d.js';
 import { createAddConfig } from './elementwise.js';
 import { createCastConfig, createIdentityConfig } from './identity-cast.js';
@@ -63,8 +64,11 @@ export function kernelNamesProvided(): string[] {
   return [...ADDED.map((c) => c.kernelName), ...REPLACED.map(([name]) => name)];
 }
 
-/** Kernels the stock wasm backend does not have: the filter gradient, and the one-pass ReLU gradient (relu-grad.ts). */
-const ADDED: readonly tf.KernelConfig[] = [conv2dBackpropFilterConfig, reluGradConfig];
+/**
+ * Kernels the stock wasm backend does not have: the filter gradient, the one-pass ReLU gradient
+ * (relu-grad.ts) and the fused convolution block with its gradient kernels (conv-relu-pool.ts).
+ */
+const ADDED: readonly tf.KernelConfig[] = [conv2dBackpropFilterConfig, reluGradConfig, ...convReluPoolConfigs];
 
 /**
  * Registers the extra/replacement wasm kernels. Idempotent, and valid both
@@ -78,6 +82,7 @@ export function registerWasmKernels(): void {
     tf.registerKernel(mark(config));
   }
   registerReluGradient();
+  registerConvReluPoolGradient();
   for (const [name, replace] of REPLACED) {
     const stock = tf.getKernel(name, BACKEND);
     if (stock == null) {

@@ -17,6 +17,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { assembleModule, bump, countdown, guardedCountdown, I32, op, V128, v, type FunctionDef } from './wasm-assembler.js';
 import { conv3x3RowDef, convFilterGrad3x3RowDef, copyRowsDef, gemmDef } from './simd-products.js';
+import { biasReluPool2x2RowDef, poolReluBiasGradRowDef, poolReluGrad2x2RowDef } from './simd-conv-block.js';
 import { allowRelaxedSimd, instantiate, wasmApi, type WasmMemory } from '../../common/wasm.js';
 
 export interface SimdKernels {
@@ -75,6 +76,10 @@ export interface SimdKernels {
   reluGrad(dy: number, x: number, out: number, vecs: number): void;
   /** Copies `rows` rows of 16 floats, src rows srcStrideBytes apart, into a contiguous dst (packs a gemm panel). */
   copyRows16(src: number, srcStrideBytes: number, dst: number, rows: number): void;
+  /** The fused convolution block's kernels (simd-conv-block.ts, conv-relu-pool.ts). */
+  biasReluPool2x2Row(top: number, bottom: number, bias: number, out: number, codes: number, windows: number, channels: number): void;
+  poolReluGrad2x2Row(dy: number, pooled: number, codes: number, dtop: number, dbottom: number, windows: number, channels: number): void;
+  poolReluBiasGradRow(dy: number, pooled: number, codes: number, acc: number, windows: number, channels: number): void;
 }
 
 
@@ -251,6 +256,7 @@ export function assembleSimdModule(fused: boolean): Uint8Array {
     gemmDef('gemm2x16', 2, 4, fused, false), gemmDef('gemm1x16', 1, 4, fused, false),
     gemmDef('gemm2x16Add', 2, 4, fused, true), gemmDef('gemm1x16Add', 1, 4, fused, true),
     copyRowsDef('copyRows16', 4), reluGradDef(),
+    biasReluPool2x2RowDef(), poolReluGrad2x2RowDef(), poolReluBiasGradRowDef(),
   ]);
 }
 
