@@ -23,6 +23,7 @@ import { LocalLauncher } from './launcher.js';
 import { ShardLauncher } from './shard-launcher.js';
 import { compileCoordinatorOptions, LAUNCH_MODES, PS_MODES, type CoordinatorOptions } from './options.js';
 import { writeReport, type RunReport } from './report.js';
+import { WARMUP_STEPS } from './steady-rate.js';
 import { Coordinator } from './trainer.js';
 
 /** Port of /metrics and the dashboard when the gRPC port is fixed (that of OpenTelemetry's Prometheus exporter). */
@@ -242,7 +243,7 @@ async function main(): Promise<number> {
   if (report.status === 'completed') {
     progress.line(
       `done: test accuracy ${((report.testAccuracy ?? NaN) * 100).toFixed(2)}%, test loss ${(report.testLoss ?? NaN).toFixed(4)}, ` +
-        `${report.steps} steps, ${report.imagesPerSecond.toFixed(1)} img/s, training ${report.trainSeconds.toFixed(1)} s, wall ${report.wallSeconds.toFixed(1)} s` +
+        `${report.steps} steps, ${report.imagesPerSecond.toFixed(1)} img/s (${report.steadyImagesPerSecond?.toFixed(1) ?? '-'} after the first ${WARMUP_STEPS} steps), training ${report.trainSeconds.toFixed(1)} s, wall ${report.wallSeconds.toFixed(1)} s` +
         (report.savedModel ? `, model saved to ${report.savedModel}` : ''),
     );
     return EXIT_OK;

@@ -48,7 +48,17 @@ export interface RunReport {
   samplesPerEpoch: number[];
   testAccuracy: number | null;
   testLoss: number | null;
+  /** Trained samples over training time (trainSeconds), every step included. */
   imagesPerSecond: number;
+  /**
+   * imagesPerSecond without the warm-up: over the window that opens when this run's
+   * WARMUP_STEPS-th step completes (5, steady-rate.ts; the same as bench/peers/pytorch_ddp.py),
+   * the samples of the steps completed since then and not rolled back, over the training time
+   * since then (evaluation excluded; aborted and rolled-back steps' time included, as in
+   * imagesPerSecond). A resumed run's window opens at the fifth step after the resume. null
+   * when no step completed after the window opened: five steps or fewer (since the resume).
+   */
+  steadyImagesPerSecond: number | null;
   trainSeconds: number;
   wallSeconds: number;
   membershipChanges: number;
@@ -97,6 +107,8 @@ export interface ReportInputs {
   history: EpochSummary[];
   trainedSamples: number;
   trainMs: number;
+  /** SteadyRate.rate() (steady-rate.ts). */
+  steadyImagesPerSecond: number | null;
   wallMs: number;
   membershipChanges: number;
   abortedSteps: number;
@@ -134,6 +146,7 @@ export function buildReport(r: ReportInputs): RunReport {
     testAccuracy: last?.testAccuracy ?? null,
     testLoss: last?.testLoss ?? null,
     imagesPerSecond: r.trainMs > 0 ? (r.trainedSamples * 1000) / r.trainMs : 0,
+    steadyImagesPerSecond: r.steadyImagesPerSecond,
     trainSeconds: r.trainMs / 1000,
     wallSeconds: r.wallMs / 1000,
     membershipChanges: r.membershipChanges,

@@ -25,6 +25,7 @@ import { Membership } from './membership.js';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.js';
 import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
+import { SteadyRate } from './steady-rate.js';
 import { runSyncStep } from './sync-step.js';
 import type { CoordinatorHooks } from './hooks.js';
 import { ShardLostError } from '../ps/errors.js';
@@ -53,6 +54,8 @@ export class Coordinator {
   private trainedSamples = 0;
   private trainMsBefore = 0;
   private segmentStart: number | undefined;
+  /** Throughput after the warm-up steps (the report's steadyImagesPerSecond). */
+  private readonly steady = new SteadyRate();
   private history: EpochSummary[] = [];
   /** Committed steps, samples and loss sum of the current epoch (carried by checkpoints). */
   private epoch = { steps: 0, samples: 0, lossSum: 0 };
@@ -124,6 +127,7 @@ export class Coordinator {
         this.plan.restore(p.epoch, p.cursor);
         this.epoch = { ...p.epochProgress };
         this.trainedSamples = p.trainedSamples;
+        this.steady.rolledBack(p.trainedSamples);
       },
     });
     const hashed = { model: o.model, batchSize: o.batchSize, lr: o.lr, seed: o.seed, gradDtype: o.gradDtype, parameters: this.layout.totalSize, train: this.data.train };
@@ -222,6 +226,7 @@ export class Coordinator {
             this.epoch.samples += result.samples;
             this.epoch.lossSum += result.loss * result.samples;
             this.trainedSamples += result.samples;
+            this.steady.stepDone(this.trainedSamples, this.trainMs());
             this.emitStep(result, this.epoch.steps, world);
             if (this.step % o.checkpointEvery === 0) await this.checkpoint();
             else if (this.step % o.snapshotEvery === 0) await this.variables.snapshot();
@@ -406,6 +411,7 @@ export class Coordinator {
       history: status === 'failed' ? [] : this.history,
       trainedSamples: this.trainedSamples,
       trainMs: this.data ? this.trainMs() : 0,
+      steadyImagesPerSecond: this.steady.rate(this.trainedSamples, this.trainMs()),
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,

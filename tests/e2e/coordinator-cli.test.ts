@@ -32,6 +32,7 @@ describe('coordinator CLI', () => {
     const run = await child;
     expect(run.exitCode, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/done: test accuracy \d+\.\d\d%/);
+    expect(run.stdout).toMatch(/ 16 steps, \d+\.\d img\/s \(\d+\.\d after the first 5 steps\)/);
     const r = JSON.parse(readFileSync(report, 'utf8')) as RunReport;
     expect(r.status).toBe('completed');
     expect(r.workers).toBe(2);
@@ -44,6 +45,10 @@ describe('coordinator CLI', () => {
     // Node 20 with the relaxed-SIMD flag the backend sets: the products fuse multiply and add.
     for (const w of r.perWorker) expect(w.device).toBe('cpu (wasm, simd, fused multiply-add, 1 thread)');
     expect(r.imagesPerSecond).toBeGreaterThan(0);
+    // 16 steps: 11 after the warm-up, the window of bench/peers/pytorch_ddp.py
+    expect(typeof r.steadyImagesPerSecond).toBe('number');
+    expect(r.steadyImagesPerSecond).toBeGreaterThan(0);
+    expect(Number.isFinite(r.steadyImagesPerSecond)).toBe(true);
     expect(r.testAccuracy).toBeGreaterThan(0.6);
 
     // The saved model loads with tf.loadLayersModel and scores the reported accuracy.

@@ -56,6 +56,8 @@ describe('co-located shards', () => {
     expect(report.rolledBackSteps).toBeLessThanOrEqual(4);
     expect(report.samplesPerEpoch).toEqual([trainLimit, trainLimit]);
     expect(report.testAccuracy).toBeGreaterThan(0.3);
+    // the rolled-back steps' time is in the window, the samples of steps kept after it are counted
+    expect(report.steadyImagesPerSecond).toBeGreaterThan(0);
   });
 
   it('a worker whose gradient holds NaN is removed, with its shard: the others go back to the rollback point and finish', async () => {
@@ -100,6 +102,10 @@ describe('co-located shards', () => {
       expect(resumed.report.resumedFromStep).toBe(3);
       expect(resumed.report.steps).toBe(6);
       expect(bytesOf(resumed.weights).equals(bytesOf(whole.weights))).toBe(true);
+      // 6 steps have a window after the first 5; 3 since the resume do not
+      expect(whole.report.steadyImagesPerSecond).toBeGreaterThan(0);
+      expect(resumed.report.imagesPerSecond).toBeGreaterThan(0);
+      expect(resumed.report.steadyImagesPerSecond).toBeNull();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
