@@ -9,10 +9,17 @@
  *      (`--ps-shards K --ps-mode process`), at the first batch size.
  * Each configuration runs --runs times, round-robin, and the medians are reported.
  *
+ * The images/s compared (imagesPerSecond, scaling efficiency, the ratios to PyTorch) leave out
+ * each run's first WARMUP_STEPS (5) steps on every side, the PyTorch peer's count: the run
+ * report's steadyImagesPerSecond, baseline.ts's steadyImagesPerSecond and the peer's
+ * imagesPerSecond. The figure over all steps (the first ones include compiling the wasm kernels)
+ * is kept as allStepsImagesPerSecond, for tensorfleet and the baseline.
+ *
  *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--modes in-process,colocated] [--shards 2] [--backend wasm]
  */
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
+import { WARMUP_STEPS } from '../src/coordinator/steady-rate.js';
 import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
 const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3' });
@@ -22,11 +29,19 @@ const modes = a.modes.split(',');
 for (const m of modes) if (m !== 'in-process' && m !== 'colocated') throw new TypeError(`--modes takes in-process and/or colocated; got '${m}'`);
 
 interface Sample {
+  /** After the first WARMUP_STEPS steps: what is compared. */
   imagesPerSecond: number;
+  /** Over all steps (undefined for PyTorch, whose peer reports only the figure above). */
+  allStepsImagesPerSecond?: number;
   phases?: Record<string, number>;
   bytesPerStep?: number;
   coordinatorRssMB?: number;
   workerRssMB?: number;
+}
+/** A warm-up-free figure, or an error naming the run that had too few steps for one. */
+function steady(imagesPerSecond: number | null | undefined, what: string): number {
+  if (typeof imagesPerSecond !== 'number') throw new Error(`${what}: no images/s after the first ${WARMUP_STEPS} steps (${WARMUP_STEPS} steps or fewer; raise --samples)`);
+  return imagesPerSecond;
 }
 type Config = { name: string; kind: 'baseline' | 'cluster' | 'pytorch'; workers: number; batchSize: number; shards?: number; mode?: string; run: () => Promise<Sample> };
 
@@ -39,12 +54,14 @@ async function hasTorch(): Promise<boolean> {
 function clusterConfig(w: number, b: number, shards: number, mode = 'in-process'): Config {
   const sharded = shards > 1 ? ['--ps-shards', String(shards), '--ps-mode', 'process'] : ['--ps-mode', mode];
   const what = shards > 1 ? `, ${shards} PS shard processes` : mode === 'colocated' ? ', co-located shards' : '';
+  const name = `tensorfleet ${w} worker(s)${what}, batch ${b}`;
   return {
-    name: `tensorfleet ${w} worker(s)${what}, batch ${b}`, kind: 'cluster', workers: w, batchSize: b, shards: shards > 1 ? shards : undefined, mode: shards > 1 ? 'process' : mode,
+    name, kind: 'cluster', workers: w, batchSize: b, shards: shards > 1 ? shards : undefined, mode: shards > 1 ? 'process' : mode,
     run: async () => {
       const r = await runCoordinator(['--workers', String(w), '--batch-size', String(b), '--backend', a.backend, '--train-limit', String(a.samples), '--test-limit', '100', ...sharded]);
       return {
-        imagesPerSecond: r.imagesPerSecond,
+        imagesPerSecond: steady(r.steadyImagesPerSecond, name),
+        allStepsImagesPerSecond: r.imagesPerSecond,
         phases: r.stepPhasesMs,
         bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
         coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
@@ -59,13 +76,16 @@ for (const b of batchSizes) {
   configs.push({
     name: `tfjs single process, batch ${b}`, kind: 'baseline', workers: 1, batchSize: b,
     run: async () => {
-      const r = await runScript<{ imagesPerSecond: number; peakRssBytes: number }>('bench/baseline.ts', ['--epochs', '1', '--batch-size', String(b), '--train-limit', String(a.samples), '--test-limit', '100', '--backend', a.backend]);
-      return { imagesPerSecond: r.imagesPerSecond, workerRssMB: r.peakRssBytes / 2 ** 20 };
+      const r = await runScript<{ imagesPerSecond: number; steadyImagesPerSecond: number | null; peakRssBytes: number }>('bench/baseline.ts', ['--epochs', '1', '--batch-size', String(b), '--train-limit', String(a.samples), '--test-limit', '100', '--backend', a.backend]);
+      return { imagesPerSecond: steady(r.steadyImagesPerSecond, `baseline, batch ${b}`), allStepsImagesPerSecond: r.imagesPerSecond, workerRssMB: r.peakRssBytes / 2 ** 20 };
     },
   });
   for (const m of modes) for (const w of worlds) configs.push(clusterConfig(w, b, 1, m));
 }
 for (const k of a.shards.split(',').map(Number).filter((k) => k > 1)) configs.push(clusterConfig(Math.max(...worlds), batchSizes[0]!, k));
+for (const c of configs) {
+  if (Math.ceil(a.samples / (c.workers * c.batchSize)) <= WARMUP_STEPS) throw new TypeError(`${c.name}: --samples ${a.samples} makes ${WARMUP_STEPS} steps or fewer, nothing after the warm-up`);
+}
 const torch = await hasTorch();
 if (torch) {
   for (const b of batchSizes) {
@@ -76,8 +96,8 @@ if (torch) {
           const steps = Math.max(20, Math.floor(a.samples / (p * b)));
           const r = await execa(a.python, [`${ROOT}/bench/peers/pytorch_ddp.py`, '--procs', String(p), '--batch-size', String(b), '--epochs', '1', '--max-steps', String(steps), '--test-limit', '100'], { reject: false });
           if (r.exitCode !== 0) throw new Error(`pytorch_ddp.py failed: ${r.stderr.slice(-1500)}`);
-          const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSecond: number; peakRssBytes: number };
-          return { imagesPerSecond: j.imagesPerSecond, workerRssMB: j.peakRssBytes / 2 ** 20 };
+          const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSecond: number | null; peakRssBytes: number };
+          return { imagesPerSecond: steady(j.imagesPerSecond, `PyTorch DDP ${p} process(es), batch ${b}`), workerRssMB: j.peakRssBytes / 2 ** 20 };
         },
       });
     }
@@ -91,7 +111,7 @@ for (let i = 0; i < a.runs; i++) {
   for (const c of configs) {
     const s = await c.run();
     samples.get(c.name)!.push(s);
-    console.error(`run ${i + 1}/${a.runs} ${c.name}: ${s.imagesPerSecond.toFixed(1)} img/s`);
+    console.error(`run ${i + 1}/${a.runs} ${c.name}: ${s.imagesPerSecond.toFixed(1)} img/s after ${WARMUP_STEPS} warm-up steps${s.allStepsImagesPerSecond === undefined ? '' : `, ${s.allStepsImagesPerSecond.toFixed(1)} over all steps`}`);
   }
 }
 
@@ -103,6 +123,8 @@ const results = configs.map((c) => {
     name: c.name, kind: c.kind, workers: c.workers, batchSize: c.batchSize, shards: c.shards, mode: c.mode,
     imagesPerSecond: median(ss.map((s) => s.imagesPerSecond)),
     runs: ss.map((s) => s.imagesPerSecond),
+    allStepsImagesPerSecond: med(ss.map((s) => s.allStepsImagesPerSecond)),
+    allStepsRuns: ss[0]!.allStepsImagesPerSecond === undefined ? undefined : ss.map((s) => s.allStepsImagesPerSecond!),
     phasesMs: phases,
     bytesPerStepPerWorker: med(ss.map((s) => s.bytesPerStep)),
     coordinatorPeakRssMB: med(ss.map((s) => s.coordinatorRssMB)),
@@ -113,13 +135,13 @@ const oneWorker = (b: number, mode: string | undefined) => results.find((r) => r
 const peer = (b: number, p: number) => results.find((r) => r.kind === 'pytorch' && r.workers === p && r.batchSize === b)?.imagesPerSecond;
 const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
 printTable(
-  ['configuration', 'img/s (median)', 'runs', 'scaling eff.', 'vs PyTorch same procs', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
+  ['configuration', `img/s after ${WARMUP_STEPS} warm-up steps (median)`, 'runs', 'img/s all steps (median)', 'scaling eff. (after warm-up)', 'vs PyTorch same procs (after warm-up)', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
   results.map((r) => {
     const one = oneWorker(r.batchSize, r.mode);
     const p = r.shards && r.shards > 1 ? undefined : results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
     const ph = r.phasesMs;
     return [
-      r.name, r.imagesPerSecond, r.runs.map((x) => x.toFixed(0)).join(' / '),
+      r.name, r.imagesPerSecond, r.runs.map((x) => x.toFixed(0)).join(' / '), r.allStepsImagesPerSecond ?? '-',
       r.kind === 'cluster' && one ? `${((100 * r.imagesPerSecond) / (r.workers * one)).toFixed(0)} %` : '-',
       r.kind !== 'pytorch' && p ? `${(r.imagesPerSecond / p).toFixed(2)}x` : '-',
       ph ? [ph.compute, ph.encode, ph.transfer, ph.wait, ph.optimizer].map((x) => fmt(x)).join(' / ') : '-',
@@ -131,5 +153,5 @@ printTable(
 );
 const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode)?.imagesPerSecond ?? NaN;
 const peerRatios = batchSizes.flatMap((b) => modes.map((mode) => ({ batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN) })));
-const path = writeResult('bench', { options: a, pytorch: torch, results, peerRatios });
+const path = writeResult('bench', { options: a, warmupSteps: WARMUP_STEPS, pytorch: torch, results, peerRatios });
 console.log(`\nwritten to ${path}`);
