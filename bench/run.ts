@@ -15,14 +15,17 @@
  * imagesPerSecond. The figure over all steps (the first ones include compiling the wasm kernels)
  * is kept as allStepsImagesPerSecond, for tensorfleet and the baseline.
  *
- *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--modes in-process,colocated] [--shards 2] [--backend wasm]
+ *   npm run bench -- [--runs 3] [--samples 6400] [--batch-sizes 32,128] [--workers 1,2,4] [--modes in-process,colocated] [--shards 2] [--backend wasm] [--name bench]
+ *
+ * --shards 1 leaves out (d); --name names the result file (bench/results/<name>.json), for a focused re-run.
  */
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { WARMUP_STEPS } from '../src/coordinator/steady-rate.js';
 import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
-const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3' });
+const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3', name: 'bench' });
+if (!/^[\w.-]+$/.test(a.name)) throw new TypeError(`--name must be a plain file name; got '${a.name}'`);
 const batchSizes = a.batchSizes.split(',').map(Number);
 const worlds = a.workers.split(',').map(Number);
 const modes = a.modes.split(',');
@@ -153,5 +156,5 @@ printTable(
 );
 const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode)?.imagesPerSecond ?? NaN;
 const peerRatios = batchSizes.flatMap((b) => modes.map((mode) => ({ batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN) })));
-const path = writeResult('bench', { options: a, warmupSteps: WARMUP_STEPS, pytorch: torch, results, peerRatios });
+const path = writeResult(a.name, { options: a, warmupSteps: WARMUP_STEPS, pytorch: torch, results, peerRatios });
 console.log(`\nwritten to ${path}`);
