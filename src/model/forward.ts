@@ -24,7 +24,7 @@ function isConvReluPoolPair(conv: Layer, pool: Layer): boolean {
   const c = conv.getConfig();
   const p = pool.getConfig();
   return pair(c.kernelSize, 3) && pair(c.strides, 1) && pair(c.dilationRate, 1) && c.padding === 'valid' && c.dataFormat === 'channelsLast' &&
-    c.activation === 'relu' && c.useBias === true && conv.weights.length === 2 &&
+    c.activation === 'relu' && c.useBias === true && c.activityRegularizer == null && conv.weights.length === 2 &&
     pair(p.poolSize, 2) && pair(p.strides, 2) && p.padding === 'valid' && p.dataFormat === 'channelsLast';
 }
 
