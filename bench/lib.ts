@@ -11,12 +11,15 @@ import type { RunReport } from '../src/coordinator/report.js';
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const COORDINATOR = join(ROOT, 'dist/coordinator/cli.js');
 
-/** Runs `coordinator ARGS --report FILE` and returns the report; throws on a non-zero exit. */
-export async function runCoordinator(args: string[]): Promise<RunReport> {
+/**
+ * Runs `coordinator ARGS --report FILE` (with `env` added to this process's environment; the
+ * local workers inherit it) and returns the report; throws on a non-zero exit.
+ */
+export async function runCoordinator(args: string[], env: Record<string, string> = {}): Promise<RunReport> {
   const dir = mkdtempSync(join(tmpdir(), 'tf-bench-'));
   try {
     const report = join(dir, 'report.json');
-    const run = await execa('node', [COORDINATOR, ...args, '--report', report, '--log-level', 'warn'], { reject: false });
+    const run = await execa('node', [COORDINATOR, ...args, '--report', report, '--log-level', 'warn'], { reject: false, env });
     if (run.exitCode !== 0) throw new Error(`coordinator ${args.join(' ')} exited ${run.exitCode}: ${run.stderr.slice(-2000)}`);
     return JSON.parse(readFileSync(report, 'utf8')) as RunReport;
   } finally {
