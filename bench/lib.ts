@@ -13,13 +13,14 @@ export const COORDINATOR = join(ROOT, 'dist/coordinator/cli.js');
 
 /**
  * Runs `coordinator ARGS --report FILE` (with `env` added to this process's environment; the
- * local workers inherit it) and returns the report; throws on a non-zero exit.
+ * local workers inherit it) and returns the report; throws on a non-zero exit. `coordinator`:
+ * another build's dist/coordinator/cli.js (its local workers are that build's too).
  */
-export async function runCoordinator(args: string[], env: Record<string, string> = {}): Promise<RunReport> {
+export async function runCoordinator(args: string[], env: Record<string, string> = {}, coordinator = COORDINATOR): Promise<RunReport> {
   const dir = mkdtempSync(join(tmpdir(), 'tf-bench-'));
   try {
     const report = join(dir, 'report.json');
-    const run = await execa('node', [COORDINATOR, ...args, '--report', report, '--log-level', 'warn'], { reject: false, env });
+    const run = await execa('node', [coordinator, ...args, '--report', report, '--log-level', 'warn'], { reject: false, env });
     if (run.exitCode !== 0) throw new Error(`coordinator ${args.join(' ')} exited ${run.exitCode}: ${run.stderr.slice(-2000)}`);
     return JSON.parse(readFileSync(report, 'utf8')) as RunReport;
   } finally {

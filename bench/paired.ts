@@ -7,19 +7,23 @@
  *     -- --workers 2 --ps-mode colocated --train-limit 12800 --test-limit 1000 --batch-size 128
  *
  * --env-a / --env-b take KEY=VALUE[,KEY=VALUE...] (A defaults to the unchanged environment);
+ * --root-a / --root-b run another built checkout (e.g. `git worktree add /tmp/old <commit>`, its
+ * node_modules linked, `npm run build` there) to compare two versions of the code;
  * everything after `--` goes to the coordinator. Prints every pair (images/s after the warm-up
  * steps, `steadyImagesPerSecond`, and the workers' compute ms per step), the medians, B / A, and
  * in how many pairs A was faster; writes bench/results/<name>.json. Build first (npm run build).
  */
-import { median, printTable, runCoordinator, writeResult } from './lib.js';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { COORDINATOR, median, printTable, runCoordinator, writeResult } from './lib.js';
 
 const split = process.argv.indexOf('--');
 const own = split < 0 ? process.argv.slice(2) : process.argv.slice(2, split);
 const coordinatorArgs = split < 0 ? [] : process.argv.slice(split + 1);
-const options: Record<string, string> = { pairs: '5', envA: '', envB: '', name: 'paired' };
+const options: Record<string, string> = { pairs: '5', envA: '', envB: '', rootA: '', rootB: '', name: 'paired' };
 for (let i = 0; i < own.length; i += 2) {
   const key = own[i]!.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
-  if (!(key in options) || own[i + 1] === undefined) throw new TypeError(`unknown or incomplete option '${own[i]}'; accepted: --pairs, --env-a, --env-b, --name, then -- and the coordinator's options`);
+  if (!(key in options) || own[i + 1] === undefined) throw new TypeError(`unknown or incomplete option '${own[i]}'; accepted: --pairs, --env-a, --env-b, --root-a, --root-b, --name, then -- and the coordinator's options`);
   options[key] = own[i + 1]!;
 }
 const pairs = Number(options.pairs);
@@ -36,34 +40,48 @@ function parseEnv(spec: string): Record<string, string> {
   }
   return env;
 }
+function coordinatorIn(root: string): string {
+  if (root === '') return COORDINATOR;
+  const path = join(root, 'dist/coordinator/cli.js');
+  if (!existsSync(path)) throw new TypeError(`no built coordinator at ${path} (run npm run build there)`);
+  return path;
+}
 const variants = [
-  { label: 'A', env: parseEnv(options.envA!) },
-  { label: 'B', env: parseEnv(options.envB!) },
+  { label: 'A', env: parseEnv(options.envA!), coordinator: coordinatorIn(options.rootA!) },
+  { label: 'B', env: parseEnv(options.envB!), coordinator: coordinatorIn(options.rootB!) },
 ];
 
-interface Run { imagesPerSecond: number; allStepsImagesPerSecond: number; computeMs: number; stepMs: number }
-const runs: Run[][] = [[], []];
+interface Run { steadyImagesPerSecond: number | null; allStepsImagesPerSecond: number; computeMs: number; stepMs: number }
+const collected: Run[][] = [[], []];
 for (let p = 0; p < pairs; p++) {
   for (const [v, variant] of variants.entries()) {
-    const r = await runCoordinator(coordinatorArgs, variant.env);
-    if (r.status !== 'completed' || r.steadyImagesPerSecond == null) throw new Error(`variant ${variant.label}: run ${r.status}, steady images/s ${r.steadyImagesPerSecond} (too few steps?)`);
-    runs[v]!.push({ imagesPerSecond: r.steadyImagesPerSecond, allStepsImagesPerSecond: r.imagesPerSecond, computeMs: r.stepPhasesMs.compute, stepMs: r.stepPhasesMs.total });
-    console.error(`pair ${p + 1}/${pairs} ${variant.label}: ${r.steadyImagesPerSecond.toFixed(1)} img/s, compute ${r.stepPhasesMs.compute.toFixed(1)} ms/step`);
+    const r = await runCoordinator(coordinatorArgs, variant.env, variant.coordinator);
+    if (r.status !== 'completed') throw new Error(`variant ${variant.label}: the run ended ${r.status}: ${r.error ?? ''}`);
+    // Builds before the report had steadyImagesPerSecond leave it out.
+    const steady = typeof r.steadyImagesPerSecond === 'number' ? r.steadyImagesPerSecond : null;
+    collected[v]!.push({ steadyImagesPerSecond: steady, allStepsImagesPerSecond: r.imagesPerSecond, computeMs: r.stepPhasesMs.compute, stepMs: r.stepPhasesMs.total });
+    console.error(`pair ${p + 1}/${pairs} ${variant.label}: ${(steady ?? r.imagesPerSecond).toFixed(1)} img/s, compute ${r.stepPhasesMs.compute.toFixed(1)} ms/step`);
   }
 }
 
-const [a, b] = runs as [Run[], Run[]];
+// Compared: images/s after the warm-up steps where every run reports it, else over all steps.
+const afterWarmup = collected.flat().every((r) => r.steadyImagesPerSecond !== null);
+const metric = afterWarmup ? 'after warm-up' : 'all steps';
+const runs = collected.map((list) => list.map((r) => ({ ...r, imagesPerSecond: afterWarmup ? r.steadyImagesPerSecond! : r.allStepsImagesPerSecond })));
+const [a, b] = runs as [Array<Run & { imagesPerSecond: number }>, Array<Run & { imagesPerSecond: number }>];
 const aFaster = a.filter((x, i) => x.imagesPerSecond > b[i]!.imagesPerSecond).length;
 const summary = {
+  metric,
   medianA: median(a.map((x) => x.imagesPerSecond)),
   medianB: median(b.map((x) => x.imagesPerSecond)),
   computeMsA: median(a.map((x) => x.computeMs)),
   computeMsB: median(b.map((x) => x.computeMs)),
   aFasterInPairs: aFaster,
 };
-console.log(`A: ${JSON.stringify(variants[0]!.env)}  B: ${JSON.stringify(variants[1]!.env)}  coordinator ${coordinatorArgs.join(' ')}`);
+for (const v of variants) console.log(`${v.label}: ${v.coordinator} ${JSON.stringify(v.env)}`);
+console.log(`coordinator options: ${coordinatorArgs.join(' ')}`);
 printTable(
-  ['pair', 'A img/s after warm-up', 'B img/s after warm-up', 'A compute ms/step', 'B compute ms/step'],
+  ['pair', `A img/s ${metric}`, `B img/s ${metric}`, 'A compute ms/step', 'B compute ms/step'],
   [
     ...a.map((x, i) => [String(i + 1), x.imagesPerSecond, b[i]!.imagesPerSecond, x.computeMs, b[i]!.computeMs]),
     ['median', summary.medianA, summary.medianB, summary.computeMsA, summary.computeMsB],
