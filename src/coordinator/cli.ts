@@ -21,6 +21,7 @@ import { CheckpointError } from './checkpoint.js';
 import { CheckpointMismatchError, TrainingFailedError } from './errors.js';
 import { LocalLauncher } from './launcher.js';
 import { ShardLauncher } from './shard-launcher.js';
+import { localNodeFlags } from './local-gc.js';
 import { compileCoordinatorOptions, LAUNCH_MODES, PS_MODES, type CoordinatorOptions } from './options.js';
 import { writeReport, type RunReport } from './report.js';
 import { WARMUP_STEPS } from './steady-rate.js';
@@ -164,6 +165,14 @@ const launcher = new LocalLauncher(log.child({ component: 'launcher' }));
 const shardLauncher = new ShardLauncher(log.child({ component: 'shard-launcher' }));
 if (flags.psAddress && o.psMode === 'process' && o.launch === 'local') usageError('coordinator', '--ps-address is for external shards (--launch none); with --launch local the coordinator starts its shards');
 let finished = false;
+// Local processes that compute or move a step's bytes: the coordinator, its workers, its shard processes.
+const localFlags = (() => {
+  try {
+    return localNodeFlags(1 + (o.launch === 'local' ? o.workers : 0) + (o.launch === 'local' && o.psMode === 'process' ? o.psShards : 0));
+  } catch (err) {
+    return usageError('coordinator', (err as Error).message);
+  }
+})();
 
 async function main(): Promise<number> {
   let report: RunReport;
@@ -174,6 +183,7 @@ async function main(): Promise<number> {
       psAddresses = await shardLauncher.start(o.psShards, {
         host: o.tls.cert ? 'localhost' : '127.0.0.1',
         logLevel: o.logLevel,
+        nodeFlags: localFlags,
         env: {
           TENSORFLEET_TOKEN: o.token,
           TENSORFLEET_INSECURE: o.token ? undefined : 'true',
@@ -206,6 +216,7 @@ async function main(): Promise<number> {
         backend: o.backend,
         logLevel: o.logLevel,
         maxRestarts: o.maxRestarts,
+        nodeFlags: localFlags,
         // Local workers trust what checkLocalWorkerTls verified, and under mutual TLS present the coordinator's certificate.
         env: {
           TENSORFLEET_TOKEN: o.token,

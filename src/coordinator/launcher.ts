@@ -19,6 +19,8 @@ export interface LaunchSpec {
   maxRestarts: number;
   /** Extra environment: the token and TLS files. */
   env: Record<string, string | undefined>;
+  /** Node flags of every worker process (local-gc.ts). */
+  nodeFlags?: string[];
 }
 
 export class LocalLauncher extends EventEmitter<{ gone: [id: string] }> {
@@ -44,7 +46,7 @@ export class LocalLauncher extends EventEmitter<{ gone: [id: string] }> {
     const spec = this.spec!;
     const args = [WORKER_PROGRAM, '--coordinator', spec.coordinator, '--id', id, '--backend', spec.backend, '--log-level', spec.logLevel];
     const env = { ...process.env, ...spec.env, TENSORFLEET_PARENT_PID: String(process.pid) };
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env });
+    const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), ...args], { stdio: ['ignore', 'ignore', 'inherit'], env });
     this.children.set(id, child);
     child.on('exit', (code, signal) => {
       this.children.delete(id);
@@ -59,7 +61,7 @@ export class LocalLauncher extends EventEmitter<{ gone: [id: string] }> {
       this.emit('gone', id);
     });
     child.on('error', (err) => this.log.error({ workerId: id, err: err.message }, 'could not start local worker'));
-    this.log.info({ workerId: id, pid: child.pid }, 'local worker started');
+    this.log.info({ workerId: id, pid: child.pid, nodeFlags: spec.nodeFlags ?? [] }, 'local worker started');
   }
 
   /** PIDs of the running workers, by id. */

@@ -24,12 +24,12 @@ export class ShardLauncher {
   }
 
   /** Starts `count` shards; resolves with their addresses once every one listens. */
-  async start(count: number, options: { host: string; logLevel: string; env: Record<string, string | undefined> }): Promise<string[]> {
+  async start(count: number, options: { host: string; logLevel: string; env: Record<string, string | undefined>; nodeFlags?: string[] }): Promise<string[]> {
     const env = { ...process.env, ...options.env, TENSORFLEET_PARENT_PID: String(process.pid) };
     const ports = await Promise.all(
       Array.from({ length: count }, (_, index) => {
         const args = [PARAMETER_SERVER_PROGRAM, '--host', '127.0.0.1', '--port', '0', '--log-level', options.logLevel];
-        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
+        const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
         this.children.push(child);
         child.on('exit', (code, signal) => {
           if (!this.closing) this.log.error({ shard: index, pid: child.pid, code, signal }, 'parameter-server shard exited');
