@@ -56,7 +56,15 @@ function formatNumber(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(1) : Math.abs(n) >= 1 ? n.toFixed(3) : n.toFixed(4);
 }
 
+/** Throws unless `name` is a plain file name for bench/results (check a --name option before a long run). */
+export function checkResultName(name: string): string {
+  if (!/^[\w.-]+$/.test(name)) throw new TypeError(`--name must be a plain file name; got '${name}'`);
+  return name;
+}
+
+/** Writes bench/results/<name>.json. */
 export function writeResult(name: string, result: unknown): string {
+  checkResultName(name);
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name}.json`);

@@ -15,20 +15,15 @@
  */
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { COORDINATOR, median, printTable, runCoordinator, writeResult } from './lib.js';
+import { checkResultName, COORDINATOR, median, parseArgs, printTable, runCoordinator, writeResult } from './lib.js';
 
 const split = process.argv.indexOf('--');
 const own = split < 0 ? process.argv.slice(2) : process.argv.slice(2, split);
 const coordinatorArgs = split < 0 ? [] : process.argv.slice(split + 1);
-const options: Record<string, string> = { pairs: '5', envA: '', envB: '', rootA: '', rootB: '', name: 'paired' };
-for (let i = 0; i < own.length; i += 2) {
-  const key = own[i]!.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
-  if (!(key in options) || own[i + 1] === undefined) throw new TypeError(`unknown or incomplete option '${own[i]}'; accepted: --pairs, --env-a, --env-b, --root-a, --root-b, --name, then -- and the coordinator's options`);
-  options[key] = own[i + 1]!;
-}
-const pairs = Number(options.pairs);
+const options = parseArgs(own, { pairs: 5, envA: '', envB: '', rootA: '', rootB: '', name: 'paired' });
+checkResultName(options.name);
+const pairs = options.pairs;
 if (!Number.isInteger(pairs) || pairs < 1) throw new TypeError(`--pairs must be a positive integer, got '${options.pairs}'`);
-if (!/^[\w.-]+$/.test(options.name!)) throw new TypeError(`--name must be a plain file name, got '${options.name}'`);
 if (coordinatorArgs.length === 0) throw new TypeError('give the coordinator options after --');
 
 function parseEnv(spec: string): Record<string, string> {
@@ -47,8 +42,8 @@ function coordinatorIn(root: string): string {
   return path;
 }
 const variants = [
-  { label: 'A', env: parseEnv(options.envA!), coordinator: coordinatorIn(options.rootA!) },
-  { label: 'B', env: parseEnv(options.envB!), coordinator: coordinatorIn(options.rootB!) },
+  { label: 'A', env: parseEnv(options.envA), coordinator: coordinatorIn(options.rootA) },
+  { label: 'B', env: parseEnv(options.envB), coordinator: coordinatorIn(options.rootB) },
 ];
 
 interface Run { steadyImagesPerSecond: number | null; allStepsImagesPerSecond: number; computeMs: number; stepMs: number }
@@ -88,5 +83,5 @@ printTable(
   ],
 );
 console.log(`B / A: ${(summary.medianB / summary.medianA).toFixed(3)}; A faster in ${aFaster} of ${pairs} pairs`);
-const path = writeResult(options.name!, { coordinatorArgs, variants, pairs, runs: { A: a, B: b }, summary });
+const path = writeResult(options.name, { coordinatorArgs, variants, pairs, runs: { A: a, B: b }, summary });
 console.log(`written to ${path}`);

@@ -22,10 +22,10 @@
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { WARMUP_STEPS } from '../src/coordinator/steady-rate.js';
-import { median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
+import { checkResultName, median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
 const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3', name: 'bench' });
-if (!/^[\w.-]+$/.test(a.name)) throw new TypeError(`--name must be a plain file name; got '${a.name}'`);
+checkResultName(a.name);
 const batchSizes = a.batchSizes.split(',').map(Number);
 const worlds = a.workers.split(',').map(Number);
 const modes = a.modes.split(',');

@@ -24,6 +24,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdKernelsFor, type SimdKernels } from './simd.js';
+import { withFloat64Accumulators } from './wasm-heap-io.js';
 
 export const CONV_RELU_POOL = 'TensorfleetConvReluPool';
 /** The pre-activation gradient [B, H-2, W-2, C] from dy, the pooled output and the codes. */
@@ -144,22 +145,12 @@ function convReluPoolBiasGrad({ inputs, backend }: GradArgs): tf.TensorInfo {
   const simd = kernelsOf(backend, CONV_RELU_POOL_BIAS_GRAD);
   const g = pooledGeometry(inputs.pooled);
   const out = backend.makeOutput([g.channels], 'float32');
-  // float64 accumulators (8 bytes per channel) in a scratch heap tensor.
-  const scratch = backend.makeOutput([2 * g.channels + 2], 'float32');
-  try {
-    const base = backend.getMemoryOffset(scratch.dataId);
-    const acc = base % 8 === 0 ? base : base + 4;
-    const heap = (backend.typedArrayFromHeap(scratch) as Float32Array).buffer;
-    new Float64Array(heap, acc, g.channels).fill(0);
-    const [dy0, p0, c0] = [inputs.dy, inputs.pooled, inputs.codes].map((t) => backend.getMemoryOffset(t.dataId)) as [number, number, number];
-    forEachPooledRow(g, (_b, _r, o) => simd.poolReluBiasGradRow(dy0 + o, p0 + o, c0 + o, acc, g.cols, g.channels));
-    // Views after the allocations: heap growth detaches older ones.
-    const sums = new Float64Array((backend.typedArrayFromHeap(scratch) as Float32Array).buffer, acc, g.channels);
-    (backend.typedArrayFromHeap(out) as Float32Array).set(sums);
-    return out;
-  } finally {
-    backend.disposeData(scratch.dataId);
-  }
+  const [dy0, p0, c0] = [inputs.dy, inputs.pooled, inputs.codes].map((t) => backend.getMemoryOffset(t.dataId)) as [number, number, number];
+  const sums = withFloat64Accumulators(backend, g.channels, (acc) =>
+    forEachPooledRow(g, (_b, _r, o) => simd.poolReluBiasGradRow(dy0 + o, p0 + o, c0 + o, acc, g.cols, g.channels)),
+  );
+  (backend.typedArrayFromHeap(out) as Float32Array).set(sums);
+  return out;
 }
 
 export const convReluPoolConfigs: readonly tf.KernelConfig[] = [

@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdKernelsFor } from './simd.js';
+import { withFloat64Accumulators } from './wasm-heap-io.js';
 
 interface SumArgs {
   inputs: { x: tf.TensorInfo };
@@ -92,26 +93,16 @@ export function sumColumns(xv: Float32Array, n: number, m: number, out: Float32A
 function sumColumnsSimd(backend: BackendWasm, x: tf.TensorInfo, n: number, m: number, out: tf.TensorInfo): boolean {
   const simd = simdKernelsFor(backend);
   if (!simd) return false;
-  // The float64 accumulators live in a scratch heap tensor (8 bytes per column).
-  const scratchInfo = backend.makeOutput([2 * m], 'float32');
-  try {
-    const acc = backend.getMemoryOffset(scratchInfo.dataId);
-    if (acc % 8 !== 0) return false;
-    new Float64Array((backend.typedArrayFromHeap(scratchInfo) as Float32Array).buffer, acc, m).fill(0);
-    const x0 = backend.getMemoryOffset(x.dataId);
-    const rows = blockRows(m);
+  const x0 = backend.getMemoryOffset(x.dataId);
+  const rows = blockRows(m);
+  const sums = withFloat64Accumulators(backend, m, (acc) => {
     for (let i0 = 0; i0 < n; i0 += rows) {
       const count = Math.min(rows, n - i0);
       for (let j = 0; j < m; j += 8) simd.sumColumns8(x0 + (i0 * m + j) * 4, count, m * 4, acc + j * 8);
     }
-    // Views are taken after every allocation: heap growth detaches older views.
-    const sums = new Float64Array((backend.typedArrayFromHeap(scratchInfo) as Float32Array).buffer, acc, m);
-    const outV = backend.typedArrayFromHeap(out) as Float32Array;
-    for (let j = 0; j < m; j++) outV[j] = sums[j]!;
-    return true;
-  } finally {
-    backend.disposeData(scratchInfo.dataId);
-  }
+  });
+  (backend.typedArrayFromHeap(out) as Float32Array).set(sums);
+  return true;
 }
 
 /** Wraps the stock Sum kernel function with the leading-axes fast path. */

@@ -10,6 +10,8 @@
  * `heapViewReader()` is the one place this fast path is chosen: it returns a reader only when the
  * active backend is the wasm backend; everywhere else (webgpu, tensorflow, cpu) callers keep the
  * generic asynchronous `data()` path.
+ *
+ * `withFloat64Accumulators` gives the kernels that sum in float64 their accumulators in the heap.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -25,4 +27,25 @@ export function heapViewReader(): HeapViewReader | undefined {
     if (t.dtype !== 'float32' || t.isDisposed || !backend.dataIdMap.has(t.dataId)) return undefined;
     return backend.typedArrayFromHeap(t) as Float32Array;
   };
+}
+
+/**
+ * Runs `accumulate` with the byte offset of `count` float64 accumulators, zeroed, in a scratch
+ * heap tensor (8-byte aligned), and returns their final values. The kernels that sum float32
+ * columns in float64 (sum.ts, conv-relu-pool.ts) keep their sums there.
+ */
+export function withFloat64Accumulators(backend: BackendWasm, count: number, accumulate: (accBytes: number) => void): Float64Array {
+  // count float64s, plus 4 bytes of slack to align them.
+  const scratch = backend.makeOutput([2 * count + 1], 'float32');
+  try {
+    const base = backend.getMemoryOffset(scratch.dataId);
+    const acc = base % 8 === 0 ? base : base + 4;
+    // Views after the allocation (heap growth detaches older ones).
+    const heap = () => (backend.typedArrayFromHeap(scratch) as Float32Array).buffer;
+    new Float64Array(heap(), acc, count).fill(0);
+    accumulate(acc);
+    return new Float64Array(heap(), acc, count).slice();
+  } finally {
+    backend.disposeData(scratch.dataId);
+  }
 }
