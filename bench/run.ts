@@ -7,7 +7,11 @@
  *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch;
  *  (d) the largest world again with its variables on K parameter-server shard processes
  *      (`--ps-shards K --ps-mode process`), at the first batch size.
- * Each configuration runs --runs times, round-robin, and the medians are reported.
+ * Each configuration runs --runs times, round-robin, and the medians are reported. Within a
+ * round, each PyTorch configuration runs right after the cluster runs it is compared with (same
+ * processes, same batch), so that every round also gives a ratio of two runs made minutes
+ * apart at most, in the same phase of a noisy machine: the table's "per round" column is the
+ * median of those ratios and the number of rounds tensorfleet was faster in.
  *
  * The images/s compared (imagesPerSecond, scaling efficiency, the ratios to PyTorch) leave out
  * each run's first WARMUP_STEPS (5) steps on every side, the PyTorch peer's count: the run
@@ -105,6 +109,15 @@ if (torch) {
       });
     }
   }
+  // Each peer right after the last cluster configuration it is compared with, in every round.
+  for (const peerConfig of configs.filter((c) => c.kind === 'pytorch')) {
+    configs.splice(configs.indexOf(peerConfig), 1);
+    let last = -1;
+    configs.forEach((c, i) => {
+      if (c.kind === 'cluster' && !c.shards && c.workers === peerConfig.workers && c.batchSize === peerConfig.batchSize) last = i;
+    });
+    configs.splice(last < 0 ? configs.length : last + 1, 0, peerConfig);
+  }
 } else {
   console.error(`PyTorch peer skipped: ${a.python} has no torch (apt-get install python3-torch libopenblas0-pthread)`);
 }
@@ -137,16 +150,27 @@ const results = configs.map((c) => {
 const oneWorker = (b: number, mode: string | undefined) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b && r.mode === mode)?.imagesPerSecond;
 const peer = (b: number, p: number) => results.find((r) => r.kind === 'pytorch' && r.workers === p && r.batchSize === b)?.imagesPerSecond;
 const fmt = (x: number | undefined, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
+/** The PyTorch configuration a result is compared with (same processes and batch), if any. */
+const peerOf = (r: (typeof results)[number]) => (r.kind === 'pytorch' || (r.shards && r.shards > 1) ? undefined : results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize));
+/** Round by round: this result's run over its peer's run of the same round. */
+function perRound(r: (typeof results)[number]): { median: number; faster: number; rounds: number } | undefined {
+  const p = peerOf(r);
+  if (!p) return undefined;
+  const ratios = r.runs.map((x, i) => x / p.runs[i]!);
+  return { median: median(ratios), faster: ratios.filter((x) => x > 1).length, rounds: ratios.length };
+}
 printTable(
-  ['configuration', `img/s after ${WARMUP_STEPS} warm-up steps (median)`, 'runs', 'img/s all steps (median)', 'scaling eff. (after warm-up)', 'vs PyTorch same procs (after warm-up)', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
+  ['configuration', `img/s after ${WARMUP_STEPS} warm-up steps (median)`, 'runs', 'img/s all steps (median)', 'scaling eff. (after warm-up)', 'vs PyTorch same procs (after warm-up)', 'vs PyTorch per round (median; faster in)', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
   results.map((r) => {
     const one = oneWorker(r.batchSize, r.mode);
-    const p = r.shards && r.shards > 1 ? undefined : results.find((x) => x.kind === 'pytorch' && x.workers === r.workers && x.batchSize === r.batchSize)?.imagesPerSecond;
+    const p = peerOf(r)?.imagesPerSecond;
+    const rounds = r.kind !== 'pytorch' ? perRound(r) : undefined;
     const ph = r.phasesMs;
     return [
       r.name, r.imagesPerSecond, r.runs.map((x) => x.toFixed(0)).join(' / '), r.allStepsImagesPerSecond ?? '-',
       r.kind === 'cluster' && one ? `${((100 * r.imagesPerSecond) / (r.workers * one)).toFixed(0)} %` : '-',
       r.kind !== 'pytorch' && p ? `${(r.imagesPerSecond / p).toFixed(2)}x` : '-',
+      rounds ? `${rounds.median.toFixed(2)}x; ${rounds.faster} of ${rounds.rounds}` : '-',
       ph ? [ph.compute, ph.encode, ph.transfer, ph.wait, ph.optimizer].map((x) => fmt(x)).join(' / ') : '-',
       ph ? `${fmt((100 * (ph.transfer! + ph.wait!)) / (ph.compute! + ph.encode! + ph.transfer! + ph.wait! + ph.optimizer!), 0)} %` : '-',
       r.bytesPerStepPerWorker === undefined ? '-' : String(r.bytesPerStepPerWorker),
@@ -155,6 +179,13 @@ printTable(
   }),
 );
 const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode)?.imagesPerSecond ?? NaN;
-const peerRatios = batchSizes.flatMap((b) => modes.map((mode) => ({ batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN) })));
+const twoWorkerResult = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode);
+const peerRatios = batchSizes.flatMap((b) =>
+  modes.map((mode) => {
+    const r = twoWorkerResult(b, mode);
+    const rounds = r ? perRound(r) : undefined;
+    return { batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN), perRoundMedian: rounds?.median ?? null, fasterInRounds: rounds?.faster ?? null, rounds: rounds?.rounds ?? null };
+  }),
+);
 const path = writeResult(a.name, { options: a, warmupSteps: WARMUP_STEPS, pytorch: torch, results, peerRatios });
 console.log(`\nwritten to ${path}`);
