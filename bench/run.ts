@@ -178,13 +178,12 @@ printTable(
     ];
   }),
 );
-const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode)?.imagesPerSecond ?? NaN;
-const twoWorkerResult = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode);
+const twoWorkers = (b: number, mode: string) => results.find((r) => r.kind === 'cluster' && r.workers === 2 && r.batchSize === b && r.mode === mode);
 const peerRatios = batchSizes.flatMap((b) =>
   modes.map((mode) => {
-    const r = twoWorkerResult(b, mode);
+    const r = twoWorkers(b, mode);
     const rounds = r ? perRound(r) : undefined;
-    return { batchSize: b, mode, twoWorkersVsPytorch2: twoWorkers(b, mode) / (peer(b, 2) ?? NaN), perRoundMedian: rounds?.median ?? null, fasterInRounds: rounds?.faster ?? null, rounds: rounds?.rounds ?? null };
+    return { batchSize: b, mode, twoWorkersVsPytorch2: (r?.imagesPerSecond ?? NaN) / (peer(b, 2) ?? NaN), perRoundMedian: rounds?.median ?? null, fasterInRounds: rounds?.faster ?? null, rounds: rounds?.rounds ?? null };
   }),
 );
 const path = writeResult(a.name, { options: a, warmupSteps: WARMUP_STEPS, pytorch: torch, results, peerRatios });
