@@ -8,17 +8,10 @@
  * right cells, 2 and 3 the bottom row's, -1 none (every cell NaN). It is the first maximum in
  * that order with a strict comparison, the rule of the MaxPoolGrad kernels (max-pool-grad.ts).
  */
-import { bump, countdown, guardedCountdown, I32, op, V128, v, type FunctionDef } from './wasm-assembler.js';
+import { bump, countdown, guardedCountdown, I32, op, splatF32, splatI32, V128, v, vectorsOf, type FunctionDef } from './wasm-assembler.js';
 
-const f32x4Max = op.simd(0xe9);
-const i32x4Splat = op.simd(0x11);
-const i32x4Eq = op.simd(0x37);
-
-const splatF32 = (value: number, local: number) => [...op.f32(value), ...v.f32x4Splat, ...op.set(local)];
-const splatI32 = (value: number, local: number) => [...op.i32(value), ...i32x4Splat, ...op.set(local)];
 /** local = channels * 4 (the bytes of one pixel), from the `channels` param. */
-const pixelBytes = (channels: number, local: number) => [...op.get(channels), ...op.i32(2), 0x74 /* i32.shl */, ...op.set(local)];
-const vectorsOf = (channels: number, local: number) => [...op.get(channels), ...op.i32(2), 0x76 /* i32.shr_u */, ...op.set(local)];
+const pixelBytes = (channels: number, local: number) => [...op.get(channels), ...op.i32(2), ...op.i32Shl, ...op.set(local)];
 /** Pushes the value of `pointer` (+ the local `extra` when given). */
 const address = (pointer: number, extra?: number) => [...op.get(pointer), ...(extra === undefined ? [] : [...op.get(extra), ...op.i32Add])];
 
@@ -35,7 +28,7 @@ export function biasReluPool2x2RowDef(): FunctionDef {
   const CELL = [18, 19, 20, 21];
   const KS = [22, 23, 24, 25];
   const cell = (i: number, pointer: number, extra?: number) => [
-    ...address(pointer, extra), ...v.load(), ...op.get(BV), ...v.f32x4Add, ...op.get(ZERO), ...f32x4Max, ...op.set(CELL[i]!),
+    ...address(pointer, extra), ...v.load(), ...op.get(BV), ...v.f32x4Add, ...op.get(ZERO), ...v.f32x4Max, ...op.set(CELL[i]!),
   ];
   const challenge = (i: number) => [
     ...op.get(CELL[i]!), ...op.get(BEST), ...v.f32x4Gt, ...op.set(M),
@@ -48,7 +41,7 @@ export function biasReluPool2x2RowDef(): FunctionDef {
     ...op.get(NEG), ...op.set(BEST), ...op.get(NONE), ...op.set(CODE),
     ...challenge(0), ...challenge(1), ...challenge(2), ...challenge(3),
     // out = no winner ? the (NaN) first cell : best
-    ...op.get(OUT), ...op.get(CELL[0]!), ...op.get(BEST), ...op.get(CODE), ...op.get(NONE), ...i32x4Eq, ...v.bitselect, ...v.store(),
+    ...op.get(OUT), ...op.get(CELL[0]!), ...op.get(BEST), ...op.get(CODE), ...op.get(NONE), ...v.i32x4Eq, ...v.bitselect, ...v.store(),
     ...op.get(CODES), ...op.get(CODE), ...v.store(),
     ...bump(TOP, { constant: 16 }), ...bump(BOT, { constant: 16 }), ...bump(PB, { constant: 16 }),
     ...bump(OUT, { constant: 16 }), ...bump(CODES, { constant: 16 }),
@@ -91,7 +84,7 @@ export function poolReluGrad2x2RowDef(): FunctionDef {
   const [ONE, ZERO, G, CODE] = [10, 11, 12, 13];
   const KS = [14, 15, 16, 17];
   const put = (code: number, pointer: number, extra?: number) => [
-    ...address(pointer, extra), ...op.get(G), ...op.get(CODE), ...op.get(KS[code]!), ...i32x4Eq, ...v.and, ...v.store(),
+    ...address(pointer, extra), ...op.get(G), ...op.get(CODE), ...op.get(KS[code]!), ...v.i32x4Eq, ...v.and, ...v.store(),
   ];
   const vector = [
     ...routedGradient(DY, POOLED, CODES, ONE, ZERO, G, CODE),
@@ -136,7 +129,7 @@ export function poolReluBiasGradRowDef(): FunctionDef {
     const vector = [
       ...routedGradient(PD, PP, PC, ONE, ZERO, G, CODE),
       ...op.get(G),
-      ...op.get(CODE), ...op.get(KS[codes[0]]!), ...i32x4Eq, ...op.get(CODE), ...op.get(KS[codes[1]]!), ...i32x4Eq, ...v.or,
+      ...op.get(CODE), ...op.get(KS[codes[0]]!), ...v.i32x4Eq, ...op.get(CODE), ...op.get(KS[codes[1]]!), ...v.i32x4Eq, ...v.or,
       ...v.and, ...op.set(T),
       ...addHalf(0, false), ...addHalf(16, true),
       ...bump(PD, { constant: 16 }), ...bump(PP, { constant: 16 }), ...bump(PC, { constant: 16 }), ...bump(PA, { constant: 32 }),

@@ -15,7 +15,7 @@
  * `simdTuning.fused`. Either way a given machine computes the same bits run after run.
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { assembleModule, bump, countdown, guardedCountdown, I32, op, V128, v, type FunctionDef } from './wasm-assembler.js';
+import { assembleModule, bump, countdown, guardedCountdown, I32, op, splatF32, V128, v, vectorsOf, type FunctionDef } from './wasm-assembler.js';
 import { conv3x3RowDef, convFilterGrad3x3RowDef, copyRowsDef, gemmDef } from './simd-products.js';
 import { biasReluPool2x2RowDef, poolReluBiasGradRowDef, poolReluGrad2x2RowDef } from './simd-conv-block.js';
 import { allowRelaxedSimd, instantiate, wasmApi, type WasmMemory } from '../../common/wasm.js';
@@ -124,9 +124,9 @@ function maxPoolGrad2x2RowDef(): FunctionDef {
     ...bump(X0, { local: CB }), ...bump(X1, { local: CB }), ...bump(DX0, { local: CB }), ...bump(DX1, { local: CB }),
   ];
   const body = [
-    ...op.f32(-Infinity), ...v.f32x4Splat, ...op.set(NEG),
+    ...splatF32(-Infinity, NEG),
     ...op.get(CH), ...op.get(CH), ...op.i32Add, ...op.get(CH), ...op.get(CH), ...op.i32Add, ...op.i32Add, ...op.set(CB), // channels * 4
-    ...op.get(CH), ...op.i32(2), 0x76 /* i32.shr_u */, ...op.set(VECS),
+    ...vectorsOf(CH, VECS),
     ...op.block, ...op.get(VECS), ...op.i32Eqz, ...op.brIf(0),
     ...guardedCountdown(WIN, window),
     ...op.end,
@@ -230,7 +230,6 @@ function reluGradDef(): FunctionDef {
   // params: dy x out vecs; v128 locals: 1, NaN, 0 (splats), x
   const [DY, X, OUT, VECS] = [0, 1, 2, 3];
   const [ONE, NAN, ZERO, XV] = [4, 5, 6, 7];
-  const splat = (value: number, local: number) => [...op.f32(value), ...v.f32x4Splat, ...op.set(local)];
   const inner = [
     ...op.get(OUT),
     ...op.get(DY), ...v.load(),
@@ -241,7 +240,7 @@ function reluGradDef(): FunctionDef {
     ...v.f32x4Mul, ...v.store(),
     ...bump(DY, { constant: 16 }), ...bump(X, { constant: 16 }), ...bump(OUT, { constant: 16 }),
   ];
-  return { name: 'reluGrad', params: 4, locals: [[4, V128]], body: [...splat(1, ONE), ...splat(NaN, NAN), ...splat(0, ZERO), ...guardedCountdown(VECS, inner)] };
+  return { name: 'reluGrad', params: 4, locals: [[4, V128]], body: [...splatF32(1, ONE), ...splatF32(NaN, NAN), ...splatF32(0, ZERO), ...guardedCountdown(VECS, inner)] };
 }
 
 /**

@@ -44,6 +44,8 @@ export const op = {
   i32Add: [0x6a],
   i32Sub: [0x6b],
   i32Eqz: [0x45],
+  i32Shl: [0x74],
+  i32ShrU: [0x76],
   f32: (x: number) => [0x43, ...new Uint8Array(Float32Array.of(x).buffer)],
   simd: (code: number) => [0xfd, ...uleb(code)],
 };
@@ -58,6 +60,9 @@ export const v = {
   f32x4RelaxedMadd: op.simd(0x105),
   shuffle: (lanes: number[]) => [...op.simd(0x0d), ...lanes],
   f32x4Splat: op.simd(0x13),
+  f32x4Max: op.simd(0xe9),
+  i32x4Splat: op.simd(0x11),
+  i32x4Eq: op.simd(0x37),
   f32x4Gt: op.simd(0x44),
   f32x4Ne: op.simd(0x42),
   and: op.simd(0x4e),
@@ -67,6 +72,13 @@ export const v = {
   f64x2PromoteLow: op.simd(0x5f),
   f64x2Add: op.simd(0xf0),
 };
+
+/** `local` = `value` in every float32 lane. */
+export const splatF32 = (value: number, local: number): number[] => [...op.f32(value), ...v.f32x4Splat, ...op.set(local)];
+/** `local` = the vectors of 4 lanes in the float count held by the local `count` (count / 4). */
+export const vectorsOf = (count: number, local: number): number[] => [...op.get(count), ...op.i32(2), ...op.i32ShrU, ...op.set(local)];
+/** `local` = `value` in every int32 lane. */
+export const splatI32 = (value: number, local: number): number[] => [...op.i32(value), ...v.i32x4Splat, ...op.set(local)];
 
 /**
  * acc + x * y, with acc, x, y the code that pushes each: one rounding (relaxed_madd, a fused
