@@ -61,7 +61,7 @@ async function echo(kind: string): Promise<void> {
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
       const writer = new FrameWriter(socket);
-      const count = counter(() => chunks().forEach((c) => writer.write((allocate) => allocate(c.length).fill(c))));
+      const count = counter(() => chunks().forEach((c) => writer.write(c)));
       const reader = new FrameReader((f) => count(f.length));
       socket.on('data', (b: Buffer) => reader.push(b));
     });
@@ -98,7 +98,7 @@ async function measure(kind: string): Promise<Measured> {
     const writer = new FrameWriter(socket);
     const reader = new FrameReader((f) => arrived(f.length));
     socket.on('data', (b: Buffer) => reader.push(b));
-    roundTrip = () => new Promise<void>((r) => ((done = r), chunks().forEach((c) => writer.write((allocate) => allocate(c.length).fill(c)))));
+    roundTrip = () => new Promise<void>((r) => ((done = r), chunks().forEach((c) => writer.write(c))));
     close = () => socket.destroy();
   }
   const echoCpu = () => new Promise<number>((r) => (child.once('message', (m) => r((m as { cpuMs: number }).cpuMs)), child.send('cpu')));

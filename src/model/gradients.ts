@@ -11,12 +11,14 @@ import { heapViewReader } from './kernels/wasm-heap-io.js';
 import { applyForTraining } from './forward.js';
 import { categoricalCrossEntropy } from './loss.js';
 import { assignWeights, layoutOf, type VariableLayout } from './variables.js';
+import { weightsTargetFor, type WeightsTarget } from './weights-target.js';
 import { createModel } from './zoo.js';
 
 export class GradientComputer {
   readonly model: tf.Sequential;
   readonly layout: VariableLayout;
   private readonly variables: tf.Variable[];
+  private target: WeightsTarget | undefined;
 
   constructor(modelName: string) {
     this.model = createModel(modelName);
@@ -26,6 +28,12 @@ export class GradientComputer {
 
   setWeights(flat: Float32Array): void {
     assignWeights(this.model, this.layout, flat);
+  }
+
+  /** Where weights arriving in slices are written (weights-target.ts): one per computer. */
+  weightsTarget(): WeightsTarget {
+    this.target ??= weightsTargetFor(this.model, this.layout, this.variables);
+    return this.target;
   }
 
   /** Writes d(mean loss)/d(weights) into `out` (flat layout) and returns the mean loss. */

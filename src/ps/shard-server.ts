@@ -329,12 +329,14 @@ export class ShardServer {
     let dead = false;
     const writer = new FrameWriter(socket);
     const downlink: Downlink = {
-      write: (msg, done) => writer.write((allocate) => download.encode(msg, allocate), done ? () => done() : undefined),
+      // The weights' bytes go to the socket from the shard's memory (FrameWriter): the next commit
+      // changes them only after every worker of the step received these.
+      write: (msg, done) => writer.write(download.frame(msg), done ? () => done() : undefined),
       refuse: (code, details) => {
         if (dead) return;
         dead = true;
         if (workerId !== undefined) this.collector?.forget(workerId);
-        writer.write(() => download.encode({ refused: { code, details } }));
+        writer.write(download.frame({ refused: { code, details } }));
         socket.end();
       },
     };

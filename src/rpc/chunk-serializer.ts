@@ -10,6 +10,9 @@
  * leaves no garbage of its own behind. Client requests get a fresh buffer each, since grpc-js
  * may serialize a queued request later.
  *
+ * On the exchange connection (frames.ts) there is no copy at all: `chunkParts` gives the head
+ * and leaves the payload to be written as it is.
+ *
  * Decoding stays with protobufjs (it slices `bytes` without copying).
  */
 
@@ -24,10 +27,6 @@ export interface ChunkRoute {
 }
 
 type Serialize = (value: object) => Buffer;
-/** Gives the buffer a message of `size` bytes is encoded into (exactly `size` long). */
-export type Allocate = (size: number) => Buffer;
-/** A serializer that may be told where to put a chunk-carrying message (frames.ts FrameWriter). */
-export type ChunkSerialize = (value: object, allocate?: Allocate) => Buffer;
 
 /** Payloads below this go through protobufjs unchanged. */
 const MIN_FAST_BYTES = 4096;
@@ -74,25 +73,32 @@ type Long = { toNumber(): number };
 const asNumber = (v: number | string | Long | null | undefined): number => (v == null ? 0 : typeof v === 'object' ? v.toNumber() : Number(v));
 
 /**
- * Wraps `base` (the protobufjs serializer of the outer message) so that a message whose
- * `route.member` holds a chunk of at least 4 KiB is encoded with one payload copy. With
- * `reuse`, the returned buffer is overwritten by the next call (for grpc-js server responses);
- * an `allocate` given with the message decides where that one goes.
+ * A chunk-carrying message in two pieces: `head`, every byte before the chunk's payload (the
+ * outer message, the chunk's offset and total, the payload's tag and length), and `payload`,
+ * the caller's bytes themselves, not copied. Written one after the other they are the message.
  */
-export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], reuse: boolean): ChunkSerialize {
-  let scratch = Buffer.alloc(0);
-  return (value: object, allocate?: Allocate) => {
+export interface MessageParts {
+  head: Buffer;
+  payload: Uint8Array;
+}
+
+/**
+ * Splits a message whose `route.member` holds a chunk of at least 4 KiB into MessageParts;
+ * undefined for any other message (encode those with `base`).
+ */
+export function chunkParts(base: Serialize, routes: readonly ChunkRoute[]): (value: object) => MessageParts | undefined {
+  return (value: object) => {
     for (const route of routes) {
       const inner = (value as Record<string, unknown>)[route.member] as { chunk?: ChunkLike | null } | null | undefined;
       const data = inner?.chunk?.data;
       if (!inner || !data || data.byteLength < MIN_FAST_BYTES) continue;
       const chunk = inner.chunk!;
       // The outer message with everything but the chunk: tag, length, body.
-      const head = base({ [route.member]: { ...inner, chunk: undefined } });
+      const outer = base({ [route.member]: { ...inner, chunk: undefined } });
       const tag = (route.field << 3) | LEN;
-      if (head[0] !== tag) throw new Error(`chunk serializer: expected field ${route.field} first in '${route.member}'`);
-      const [bodyLength, bodyStart] = readVarint(head, 1);
-      if (bodyStart + bodyLength !== head.length) throw new Error(`chunk serializer: '${route.member}' is not the only field encoded`);
+      if (outer[0] !== tag) throw new Error(`chunk serializer: expected field ${route.field} first in '${route.member}'`);
+      const [bodyLength, bodyStart] = readVarint(outer, 1);
+      if (bodyStart + bodyLength !== outer.length) throw new Error(`chunk serializer: '${route.member}' is not the only field encoded`);
       const offset = asNumber(chunk.offset);
       const total = asNumber(chunk.totalBytes);
       const n = data.byteLength;
@@ -100,32 +106,47 @@ export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], 
       const chunkFieldTag = (route.chunkField << 3) | LEN;
       if (chunkFieldTag >= 128) throw new RangeError('chunk field numbers above 15 are not supported');
       const newBody = bodyLength + 1 + varintLength(chunkBody) + chunkBody;
-      const size = 1 + varintLength(newBody) + newBody;
-      let out: Buffer;
-      if (allocate) {
-        out = allocate(size);
-      } else if (reuse) {
-        if (scratch.length < size) scratch = Buffer.allocUnsafe(size);
-        out = scratch.subarray(0, size);
-      } else {
-        out = Buffer.allocUnsafe(size);
-      }
+      const head = Buffer.allocUnsafe(1 + varintLength(newBody) + newBody - n);
       let pos = 0;
-      out[pos++] = tag;
-      pos = writeVarint(out, pos, newBody);
-      pos += head.copy(out, pos, bodyStart);
-      out[pos++] = chunkFieldTag;
-      pos = writeVarint(out, pos, chunkBody);
-      out[pos++] = (1 << 3) | VARINT;
-      pos = writeVarint(out, pos, offset);
-      out[pos++] = (2 << 3) | VARINT;
-      pos = writeVarint(out, pos, total);
-      out[pos++] = (3 << 3) | LEN;
-      pos = writeVarint(out, pos, n);
-      out.set(data, pos);
-      return out;
+      head[pos++] = tag;
+      pos = writeVarint(head, pos, newBody);
+      pos += outer.copy(head, pos, bodyStart);
+      head[pos++] = chunkFieldTag;
+      pos = writeVarint(head, pos, chunkBody);
+      head[pos++] = (1 << 3) | VARINT;
+      pos = writeVarint(head, pos, offset);
+      head[pos++] = (2 << 3) | VARINT;
+      pos = writeVarint(head, pos, total);
+      head[pos++] = (3 << 3) | LEN;
+      writeVarint(head, pos, n);
+      return { head, payload: data };
     }
-    return base(value);
+    return undefined;
+  };
+}
+
+/**
+ * Wraps `base` (the protobufjs serializer of the outer message) so that a message whose
+ * `route.member` holds a chunk of at least 4 KiB is encoded with one payload copy. With
+ * `reuse`, the returned buffer is overwritten by the next call (for grpc-js server responses).
+ */
+export function chunkSerializer(base: Serialize, routes: readonly ChunkRoute[], reuse: boolean): Serialize {
+  let scratch = Buffer.alloc(0);
+  const split = chunkParts(base, routes);
+  return (value: object) => {
+    const parts = split(value);
+    if (!parts) return base(value);
+    const size = parts.head.length + parts.payload.byteLength;
+    let out: Buffer;
+    if (reuse) {
+      if (scratch.length < size) scratch = Buffer.allocUnsafe(size);
+      out = scratch.subarray(0, size);
+    } else {
+      out = Buffer.allocUnsafe(size);
+    }
+    parts.head.copy(out, 0);
+    out.set(parts.payload, parts.head.length);
+    return out;
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { Allocate } from './chunk-serializer.js';
+import type { MessageParts } from './chunk-serializer.js';
 import { tlsClientOptions, tlsEnabled, tlsServerOptions, type TlsFiles } from './tls.js';
 
 /** The largest frame accepted: a ~1 MiB tensor chunk and its message, with room to spare. */
@@ -90,49 +90,32 @@ export function writeFrame(socket: net.Socket, message: Uint8Array, done?: (err?
   return ok;
 }
 
-/** Buffers kept for reuse per writer: enough for the chunks of one tensor slice in flight. */
-const POOLED = 4;
-
 /**
- * Writes frames to one socket, encoding each message straight into a buffer after its length
- * prefix. A buffer is reused once the socket has handed it to the OS (its write callback), so a
- * connection that sends the same chunk sizes every step allocates nothing after the first.
+ * Writes one frame per message to a socket. A message carrying a large tensor chunk comes as
+ * MessageParts: its length prefix and head go out in one small buffer and its payload is handed
+ * to the socket as it is, with no copy in this process (one writev). The payload's bytes are
+ * read when the socket sends them, so the caller must leave them unchanged until the peer has
+ * them: the exchange's protocol guarantees it (a worker's next gradient, and a shard's next
+ * weights, come only after every participant received the previous ones; frames of a round or
+ * version left behind are stale by their labels and dropped).
  */
 export class FrameWriter {
-  private readonly free: Buffer[] = [];
-
   constructor(private readonly socket: net.Socket) {}
 
-  /** `encode` gets the allocator; `done` runs once the frame is handed to the OS (or the socket failed). */
-  write(encode: (allocate: Allocate) => Buffer, done?: (err?: Error | null) => void): void {
-    let pooled: Buffer | undefined;
-    const body = encode((size) => {
-      pooled = this.take(size + 4);
-      return pooled.subarray(4, size + 4);
-    });
-    if (!pooled || body.buffer !== pooled.buffer || body.byteOffset !== pooled.byteOffset + 4) {
-      // Small messages are encoded elsewhere (protobufjs): prefix and body in one writev.
-      if (pooled) this.release(pooled);
-      writeFrame(this.socket, body, done);
+  /** `done` runs once the frame is handed to the OS (or the socket failed). */
+  write(message: Uint8Array | MessageParts, done?: (err?: Error | null) => void): void {
+    if (message instanceof Uint8Array) {
+      writeFrame(this.socket, message, done);
       return;
     }
-    const buffer = pooled;
-    buffer.writeUInt32BE(body.length, 0);
-    this.socket.write(buffer.subarray(0, body.length + 4), (err) => {
-      this.release(buffer);
-      done?.(err);
-    });
-  }
-
-  /** The smallest free buffer that fits, or a new one. */
-  private take(size: number): Buffer {
-    let best = -1;
-    for (let i = 0; i < this.free.length; i++) if (this.free[i]!.length >= size && (best < 0 || this.free[i]!.length < this.free[best]!.length)) best = i;
-    return best < 0 ? Buffer.allocUnsafe(size) : this.free.splice(best, 1)[0]!;
-  }
-
-  private release(buffer: Buffer): void {
-    if (this.free.length < POOLED) this.free.push(buffer);
+    const { head, payload } = message;
+    const first = Buffer.allocUnsafe(4 + head.length);
+    first.writeUInt32BE(head.length + payload.byteLength, 0);
+    head.copy(first, 4);
+    this.socket.cork();
+    this.socket.write(first);
+    this.socket.write(payload, done);
+    this.socket.uncork();
   }
 }
 

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { CHUNK_ROUTES, EXCHANGE_ROUTES, chunkSerializer, type Allocate } from './chunk-serializer.js';
+import { CHUNK_ROUTES, EXCHANGE_ROUTES, chunkParts, chunkSerializer, type MessageParts } from './chunk-serializer.js';
 // shard.proto imports training.proto, so its generated root type covers both files.
 import type { ProtoGrpcType } from './generated/shard.js';
 import type { ShardDownload, ShardDownload__Output } from './generated/tensorfleet/v1/ShardDownload.js';
@@ -31,8 +31,8 @@ export function loadProto(): ProtoGrpcType {
 
 /** Encodes and decodes one message type as gRPC would (the same CONVERSION). */
 export interface MessageCodec<In, Out> {
-  /** With `allocate`, a message carrying a tensor chunk is encoded into the buffer it gives. */
-  encode(message: In, allocate?: Allocate): Buffer;
+  /** A frame's message: MessageParts for one carrying a large tensor chunk (its payload not copied), else the encoded bytes. */
+  frame(message: In): MessageParts | Buffer;
   decode(bytes: Uint8Array): Out;
 }
 
@@ -43,7 +43,7 @@ export interface ExchangeCodecs {
 
 let exchange: ExchangeCodecs | undefined;
 
-/** The messages of the shard exchange connection (shard.proto), chunks encoded with one copy. */
+/** The messages of the shard exchange connection (shard.proto), chunks written without a copy (FrameWriter). */
 export function exchangeCodecs(): ExchangeCodecs {
   if (!exchange) {
     const root = protobuf.loadSync(PROTO_FILES);
@@ -53,8 +53,9 @@ export function exchangeCodecs(): ExchangeCodecs {
         const bytes = type.encode(type.fromObject(value)).finish();
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       };
+      const parts = chunkParts(base, routes);
       return {
-        encode: chunkSerializer(base, routes, false) as (message: In, allocate?: Allocate) => Buffer,
+        frame: (message: In) => parts(message as object) ?? base(message as object),
         decode: (bytes) => type.toObject(type.decode(bytes), CONVERSION) as Out,
       };
     };

@@ -1,7 +1,7 @@
 /**
  * A worker's exchange connections to the parameter-server shards (frames over TCP or TLS,
  * shard.proto), one per shard: each shard pushes its weights slice (on connect and after every
- * commit), written straight into the worker's flat weights buffer at the shard's offset; the
+ * commit), written straight into the worker's model at the shard's offset (weights-target.ts); the
  * worker's gradient is sent to every shard as that shard's slice. A dropped connection is
  * reopened with capped, jittered backoff; a refusal with a code that is not retryable fails the
  * waiters (the worker then ends).
@@ -16,6 +16,7 @@ import type { TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
 import { RejectedError, SupersededError, UnexpectedMessageError } from './errors.js';
 import type { LocalExchange, ShardServer } from '../ps/shard-server.js';
+import type { WeightsTarget } from '../model/weights-target.js';
 
 export interface ShardEndpointInfo {
   address: string;
@@ -31,10 +32,10 @@ export interface ShardEndpointInfo {
 abstract class SliceLink {
   version = -1;
   protected received = 0;
-  private readonly bytes: Uint8Array;
+  private readonly byteLength: number;
 
-  constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, weights: Float32Array) {
-    this.bytes = new Uint8Array(weights.buffer, weights.byteOffset + endpoint.offset * 4, endpoint.length * 4);
+  constructor(readonly index: number, readonly endpoint: ShardEndpointInfo, private readonly weights: WeightsTarget) {
+    this.byteLength = endpoint.length * 4;
   }
 
   /** Sends one gradient chunk to the shard (dropped while the link is down: the step is then redone). */
@@ -46,7 +47,7 @@ abstract class SliceLink {
     const chunk = msg.chunk;
     if (!chunk) throw new UnexpectedMessageError(`shard ${this.index} sent weights without a chunk`);
     const offset = Number(chunk.offset);
-    if (Number(chunk.totalBytes) !== this.bytes.byteLength) {
+    if (Number(chunk.totalBytes) !== this.byteLength) {
       // The shard was given another range (co-located shards re-formed over other members):
       // this link's layout is stale, and the coordinator sends the new one with the next step.
       this.version = -1;
@@ -55,11 +56,11 @@ abstract class SliceLink {
     }
     if (offset === 0) this.received = 0;
     else if (this.received < 0) return false; // the rest of a slice of another size
-    if (offset !== this.received || offset + chunk.data.length > this.bytes.byteLength) throw new UnexpectedMessageError(`shard ${this.index}: weights chunk at ${offset} out of order`);
+    if (offset !== this.received || offset + chunk.data.length > this.byteLength || chunk.data.length % 4 !== 0) throw new UnexpectedMessageError(`shard ${this.index}: weights chunk at ${offset} out of order`);
     this.version = -1;
-    this.bytes.set(chunk.data, offset);
+    this.weights.write(this.endpoint.offset * 4 + offset, chunk.data);
     this.received += chunk.data.length;
-    if (this.received < this.bytes.byteLength) return false;
+    if (this.received < this.byteLength) return false;
     this.version = Number(msg.version);
     return true;
   }
@@ -69,7 +70,7 @@ class ShardLink extends SliceLink {
   socket: net.Socket | undefined;
   private writer: FrameWriter | undefined;
 
-  constructor(index: number, endpoint: ShardEndpointInfo, weights: Float32Array, private readonly tls: TlsFiles) {
+  constructor(index: number, endpoint: ShardEndpointInfo, weights: WeightsTarget, private readonly tls: TlsFiles) {
     super(index, endpoint, weights);
   }
 
@@ -82,7 +83,9 @@ class ShardLink extends SliceLink {
   }
 
   write(msg: ShardUpload): void {
-    if (this.socket?.writable) this.writer!.write((allocate) => exchangeCodecs().upload.encode(msg, allocate));
+    // The gradient's bytes go to the socket as they are (FrameWriter): the worker rewrites its
+    // gradient buffer only for a later step, which needs every shard to have this one.
+    if (this.socket?.writable) this.writer!.write(exchangeCodecs().upload.frame(msg));
   }
 
   close(): void {
@@ -121,7 +124,7 @@ export class ShardLinks {
 
   constructor(
     endpoints: ShardEndpointInfo[],
-    weights: Float32Array,
+    weights: WeightsTarget,
     private readonly workerId: string,
     private readonly token: string | undefined,
     tls: TlsFiles,
@@ -130,7 +133,7 @@ export class ShardLinks {
     own?: ShardServer,
   ) {
     this.links = endpoints.map((e, i) => {
-      if (e.offset + e.length > weights.length || e.length < 1) throw new UnexpectedMessageError(`shard ${i} (${e.offset}+${e.length}) does not fit the model's ${weights.length} parameters`);
+      if (e.offset + e.length > weights.size || e.length < 1) throw new UnexpectedMessageError(`shard ${i} (${e.offset}+${e.length}) does not fit the model's ${weights.size} parameters`);
       if (own && e.workerId === workerId) return new LocalShardLink(i, e, weights);
       if (!(e.exchangePort > 0 && e.exchangePort < 65536)) throw new UnexpectedMessageError(`shard ${i} at ${e.address} has no exchange port`);
       return new ShardLink(i, e, weights, tls);
@@ -144,7 +147,7 @@ export class ShardLinks {
     }
   }
 
-  /** Resolves once every shard's slice of `version` is in the weights buffer. */
+  /** Resolves once every shard's slice of `version` is written to the weights target. */
   waitForVersion(version: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.links.every((l) => l.version === version)) return Promise.resolve();

@@ -48,8 +48,6 @@ interface Job {
   version: number;
   /** Streams to the parameter-server shards (undefined: the coordinator sends the weights). */
   shards: ShardLinks | undefined;
-  /** With shards: the flat weights buffer the shards write their slices into. */
-  shardWeights: Float32Array | undefined;
 }
 
 /**
@@ -264,7 +262,6 @@ export class TrainingWorker {
       chunkBytes: welcome.chunkBytes,
       version: -1,
       shards: undefined,
-      shardWeights: undefined,
     };
     this.connectShards(this.job, welcome.shards);
     this.log.info({ jobId: welcome.jobId, model: config.model, trainSamples: data.train.count }, 'joined the job');
@@ -342,17 +339,21 @@ export class TrainingWorker {
     job.shards?.close();
     job.shards = undefined;
     if (endpoints.length === 0) return;
-    job.shardWeights ??= new Float32Array(job.computer.layout.totalSize);
     const list = endpoints.map((e) => ({ address: e.address, exchangePort: e.exchangePort, offset: Number(e.offset), length: Number(e.length), workerId: e.workerId || undefined }));
-    job.shards = new ShardLinks(list, job.shardWeights, this.options.id, this.options.token, this.options.tls, this.log, this.shardServer);
+    job.shards = new ShardLinks(list, job.computer.weightsTarget(), this.options.id, this.options.token, this.options.tls, this.log, this.shardServer);
     this.log.info({ shards: list.map((e) => e.address) }, 'exchanging weights and gradients with parameter-server shards');
   }
 
-  /** Waits until every shard has sent its slice of `version`, then loads the weights (never a synchronous read). */
+  /**
+   * Waits until every shard has sent its slice of `version`, then loads the weights (never a
+   * synchronous read). The slices are written into the model as they arrive, so a version held
+   * is still good only while nothing was written since it was loaded.
+   */
   private async takeShardWeights(job: Job, version: number): Promise<void> {
-    if (job.version === version) return;
+    const target = job.computer.weightsTarget();
+    if (job.version === version && !target.stale) return;
     await job.shards!.waitForVersion(version);
-    job.computer.setWeights(job.shardWeights!);
+    target.load();
     job.version = version;
   }
 

@@ -12,11 +12,12 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteShard } from '../../src/ps/shard-client.js';
 import { ShardServer } from '../../src/ps/shard-server.js';
-import { connectFrames, FrameReader, writeFrame } from '../../src/rpc/frames.js';
+import { connectFrames, FrameReader, FrameWriter, writeFrame } from '../../src/rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../../src/rpc/proto.js';
 import type { TlsFiles } from '../../src/rpc/tls.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { ShardLinks } from '../../src/worker/shard-links.js';
+import { FlatWeightsTarget } from '../../src/model/weights-target.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { mutate, prng, randomBytes } from '../helpers/fuzz.js';
 
@@ -72,7 +73,7 @@ function open(port: number, tls: TlsFiles = {}): Session {
     socket,
     messages,
     closed,
-    send: (msg) => writeFrame(socket, exchangeCodecs().upload.encode(msg)),
+    send: (msg) => new FrameWriter(socket).write(exchangeCodecs().upload.frame(msg)),
     until: async (predicate) => {
       while (!predicate(messages)) await Promise.race([new Promise<void>((r) => waiters.push(r)), closed.then(() => Promise.reject(new Error(`closed after ${messages.length} messages`)))]);
     },
@@ -156,7 +157,10 @@ describe('shard exchange connection', () => {
     const { port, control } = await startShard();
     const rand = prng(20261129);
     const { upload } = exchangeCodecs();
-    const gradient = (round: number, offset: number, n: number) => upload.encode({ gradient: { step: 0, round, chunk: { offset, totalBytes: N * 4, data: Buffer.alloc(n, 1) } } });
+    const gradient = (round: number, offset: number, n: number) => {
+      const f = upload.frame({ gradient: { step: 0, round, chunk: { offset, totalBytes: N * 4, data: Buffer.alloc(n, 1) } } });
+      return f instanceof Uint8Array ? f : Buffer.concat([f.head, f.payload]);
+    };
     let refused = 0;
     for (let c = 0; c < 300; c++) {
       const s = open(port);
@@ -197,8 +201,9 @@ describe('shard exchange connection', () => {
     });
     await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise<void>((r) => relay.close(() => r())));
-    const weights = new Float32Array(N);
-    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: (relay.address() as net.AddressInfo).port, offset: 0, length: N }], weights, 'w0', TOKEN, {}, silentLogger);
+    const target = new FlatWeightsTarget(N, () => undefined);
+    const weights = target.values;
+    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: (relay.address() as net.AddressInfo).port, offset: 0, length: N }], target, 'w0', TOKEN, {}, silentLogger);
     cleanups.push(() => links.close());
     await links.waitForVersion(0);
     expect(weights[N - 1]).toBe(Math.fround((N - 1) / N));

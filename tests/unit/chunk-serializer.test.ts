@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { CHUNK_ROUTES } from '../../src/rpc/chunk-serializer.js';
+import { CHUNK_ROUTES, type MessageParts } from '../../src/rpc/chunk-serializer.js';
 import { exchangeCodecs, loadProto } from '../../src/rpc/proto.js';
 
 const files = ['training.proto', 'shard.proto'].map((f) => fileURLToPath(new URL(`../../proto/tensorfleet/v1/${f}`, import.meta.url)));
@@ -79,17 +79,27 @@ describe('chunk serializers', () => {
     ['download', 'ShardDownload', 'weights'],
   ] as const)('exchange %s frames decode exactly as protobufjs encodes them, and back', (codecName, typeName, member) => {
     const type = protobuf.loadSync(files).lookupType(`tensorfleet.v1.${typeName}`);
-    const codec = exchangeCodecs()[codecName] as { encode: (m: object) => Buffer; decode: (b: Uint8Array) => object };
+    const codec = exchangeCodecs()[codecName] as { frame: (m: object) => Buffer | MessageParts; decode: (b: Uint8Array) => object };
+    // A frame's bytes: the head, then the payload it left uncopied.
+    const encode = (m: object) => {
+      const f = codec.frame(m);
+      return f instanceof Uint8Array ? f : Buffer.concat([f.head, f.payload]);
+    };
     const options = { longs: Number, enums: String, defaults: true, oneofs: true };
     for (const n of [0, 100, 4096, (1 << 20) + 3]) {
       for (const offset of [0, 2 ** 32 + 17]) {
         const message = sample(member, n, offset);
         const reference = Buffer.from(type.encode(type.fromObject(message)).finish());
         expect(summary(codec.decode(reference))).toEqual(summary(type.toObject(type.decode(reference), options)));
-        expect(summary(type.toObject(type.decode(codec.encode(message)), options))).toEqual(summary(codec.decode(reference)));
+        expect(summary(type.toObject(type.decode(encode(message)), options))).toEqual(summary(codec.decode(reference)));
+        // From 4 KiB on, the payload is the caller's bytes themselves (FrameWriter sends them uncopied).
+        const f = codec.frame(message);
+        const data = (message as Record<string, { chunk: { data: Uint8Array } }>)[codecName === 'upload' ? 'gradient' : 'weights']!.chunk.data;
+        if (n >= 4096) expect(f instanceof Uint8Array ? undefined : f.payload).toBe(data);
+        else expect(f).toBeInstanceOf(Uint8Array);
       }
     }
     const refusal = { refused: { code: 16, details: 'wrong job token' } };
-    if (codecName === 'download') expect(codec.decode(codec.encode(refusal))).toEqual({ kind: 'refused', ...refusal });
+    if (codecName === 'download') expect(codec.decode(encode(refusal))).toEqual({ kind: 'refused', ...refusal });
   });
 });

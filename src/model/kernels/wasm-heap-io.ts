@@ -49,3 +49,34 @@ export function withFloat64Accumulators(backend: BackendWasm, count: number, acc
     backend.disposeData(scratch.dataId);
   }
 }
+
+/**
+ * In-place writes into float32 tensors in the wasm backend's heap (undefined on every other
+ * backend). `view` gives the tensor's values as a short-lived view, as HeapViewReader does;
+ * `sole` tells whether the tensor's memory is its alone (no other tensor shares the data);
+ * `changed` tells the backend the values changed behind its back: the stock XNNPACK kernels
+ * cache operands they packed under the tensor's id, so the id is dropped (running its disposal
+ * callbacks, which free those caches) and registered again over the same memory.
+ */
+export interface HeapWriter {
+  view: HeapViewReader;
+  sole(t: tf.Tensor): boolean;
+  changed(t: tf.Tensor): void;
+}
+
+export function heapWriter(): HeapWriter | undefined {
+  const view = heapViewReader();
+  if (!view) return undefined;
+  const backend = tf.backend() as BackendWasm;
+  if (typeof backend.wasm?.tfjs?.registerTensor !== 'function' || typeof backend.wasm.tfjs.disposeData !== 'function') return undefined;
+  return {
+    view,
+    sole: (t) => !t.isDisposed && backend.dataIdMap.get(t.dataId)?.refCount === 1,
+    changed: (t) => {
+      const data = backend.dataIdMap.get(t.dataId);
+      if (data == null || data.memoryOffset == null) return;
+      backend.wasm.tfjs.disposeData(data.id);
+      backend.wasm.tfjs.registerTensor(data.id, t.size, data.memoryOffset);
+    },
+  };
+}
