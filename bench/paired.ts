@@ -46,16 +46,19 @@ const variants = [
   { label: 'B', env: parseEnv(options.envB), coordinator: coordinatorIn(options.rootB) },
 ];
 
-interface Run { steadyImagesPerSecond: number | null; allStepsImagesPerSecond: number; computeMs: number; stepMs: number }
+interface Run { steadyImagesPerSecond: number | null; allStepsImagesPerSecond: number; computeMs: number; stepMs: number; cpuMsPerStep: number | null }
 const collected: Run[][] = [[], []];
+const medianOrNull = (xs: (number | null)[]) => (xs.every((x) => x !== null) ? median(xs as number[]) : null);
 for (let p = 0; p < pairs; p++) {
   for (const [v, variant] of variants.entries()) {
     const r = await runCoordinator(coordinatorArgs, variant.env, variant.coordinator);
     if (r.status !== 'completed') throw new Error(`variant ${variant.label}: the run ended ${r.status}: ${r.error ?? ''}`);
     // Builds before the report had steadyImagesPerSecond leave it out.
     const steady = typeof r.steadyImagesPerSecond === 'number' ? r.steadyImagesPerSecond : null;
-    collected[v]!.push({ steadyImagesPerSecond: steady, allStepsImagesPerSecond: r.imagesPerSecond, computeMs: r.stepPhasesMs.compute, stepMs: r.stepPhasesMs.total });
-    console.error(`pair ${p + 1}/${pairs} ${variant.label}: ${(steady ?? r.imagesPerSecond).toFixed(1)} img/s, compute ${r.stepPhasesMs.compute.toFixed(1)} ms/step`);
+    // CPU per step of every process of the run (builds before the report had cpuMsPerStep: null).
+    const cpu = r.cpuMsPerStep?.coordinator != null && r.cpuMsPerStep.workers != null ? r.cpuMsPerStep.coordinator + r.cpuMsPerStep.workers : null;
+    collected[v]!.push({ steadyImagesPerSecond: steady, allStepsImagesPerSecond: r.imagesPerSecond, computeMs: r.stepPhasesMs.compute, stepMs: r.stepPhasesMs.total, cpuMsPerStep: cpu });
+    console.error(`pair ${p + 1}/${pairs} ${variant.label}: ${(steady ?? r.imagesPerSecond).toFixed(1)} img/s, compute ${r.stepPhasesMs.compute.toFixed(1)} ms/step, CPU ${cpu?.toFixed(1) ?? '-'} ms/step`);
   }
 }
 
@@ -72,16 +75,21 @@ const summary = {
   computeMsA: median(a.map((x) => x.computeMs)),
   computeMsB: median(b.map((x) => x.computeMs)),
   aFasterInPairs: aFaster,
+  cpuMsPerStepA: medianOrNull(a.map((x) => x.cpuMsPerStep)),
+  cpuMsPerStepB: medianOrNull(b.map((x) => x.cpuMsPerStep)),
 };
 for (const v of variants) console.log(`${v.label}: ${v.coordinator} ${JSON.stringify(v.env)}`);
 console.log(`coordinator options: ${coordinatorArgs.join(' ')}`);
+const cpuCell = (v: number | null) => (v === null ? '-' : v);
 printTable(
-  ['pair', `A img/s ${metric}`, `B img/s ${metric}`, 'A compute ms/step', 'B compute ms/step'],
+  ['pair', `A img/s ${metric}`, `B img/s ${metric}`, 'A compute ms/step', 'B compute ms/step', 'A CPU ms/step, all processes', 'B CPU ms/step, all processes'],
   [
-    ...a.map((x, i) => [String(i + 1), x.imagesPerSecond, b[i]!.imagesPerSecond, x.computeMs, b[i]!.computeMs]),
-    ['median', summary.medianA, summary.medianB, summary.computeMsA, summary.computeMsB],
+    ...a.map((x, i) => [String(i + 1), x.imagesPerSecond, b[i]!.imagesPerSecond, x.computeMs, b[i]!.computeMs, cpuCell(x.cpuMsPerStep), cpuCell(b[i]!.cpuMsPerStep)]),
+    ['median', summary.medianA, summary.medianB, summary.computeMsA, summary.computeMsB, cpuCell(summary.cpuMsPerStepA), cpuCell(summary.cpuMsPerStepB)],
   ],
 );
 console.log(`B / A: ${(summary.medianB / summary.medianA).toFixed(3)}; A faster in ${aFaster} of ${pairs} pairs`);
+const cpuPairs = a.flatMap((x, i) => (x.cpuMsPerStep !== null && b[i]!.cpuMsPerStep !== null ? [b[i]!.cpuMsPerStep! / x.cpuMsPerStep] : []));
+if (cpuPairs.length > 0) console.log(`CPU per step, B / A: ${median(cpuPairs).toFixed(3)} (median of the pairs' ratios); B used less in ${cpuPairs.filter((r) => r < 1).length} of ${cpuPairs.length} pairs`);
 const path = writeResult(options.name, { coordinatorArgs, variants, pairs, runs: { A: a, B: b }, summary });
 console.log(`written to ${path}`);

@@ -25,6 +25,8 @@ export interface WorkerSummary {
   /** Steps in which its gradient came last, and the other workers' waiting that caused (worker-seconds). */
   stragglerSteps: number;
   waitCausedSeconds: number;
+  /** CPU time (ms, user + system) its process used per step, over its steps after the first WARMUP_STEPS; null when none reported it. */
+  cpuMsPerStep: number | null;
 }
 
 export interface RunReport {
@@ -59,6 +61,13 @@ export interface RunReport {
    * when no step completed after the window opened: five steps or fewer (since the resume).
    */
   steadyImagesPerSecond: number | null;
+  /**
+   * CPU time (ms, user + system) per step over the same window: the coordinator's process (its
+   * parameter server included, with --ps-mode in-process), and each worker's process summed over
+   * the workers (their exchange and co-located shards included; per worker in perWorker). The
+   * cores a step needs, whatever the waiting. null when not measured (five steps or fewer).
+   */
+  cpuMsPerStep: { coordinator: number | null; workers: number | null };
   trainSeconds: number;
   wallSeconds: number;
   membershipChanges: number;
@@ -109,6 +118,8 @@ export interface ReportInputs {
   trainMs: number;
   /** SteadyRate.rate() (steady-rate.ts). */
   steadyImagesPerSecond: number | null;
+  /** SteadyRate.cpuMsPerStep() of the coordinator's process. */
+  coordinatorCpuMsPerStep?: number | null;
   wallMs: number;
   membershipChanges: number;
   abortedSteps: number;
@@ -147,6 +158,7 @@ export function buildReport(r: ReportInputs): RunReport {
     testLoss: last?.testLoss ?? null,
     imagesPerSecond: r.trainMs > 0 ? (r.trainedSamples * 1000) / r.trainMs : 0,
     steadyImagesPerSecond: r.steadyImagesPerSecond,
+    cpuMsPerStep: { coordinator: r.coordinatorCpuMsPerStep ?? null, workers: workersCpuMsPerStep(r.sessions) },
     trainSeconds: r.trainMs / 1000,
     wallSeconds: r.wallMs / 1000,
     membershipChanges: r.membershipChanges,
@@ -177,11 +189,18 @@ export function buildReport(r: ReportInputs): RunReport {
       phaseSeconds: { compute: s.phases.compute / 1000, encode: s.phases.encode / 1000, transfer: s.phases.transfer / 1000, wait: s.phases.wait / 1000, optimizer: s.phases.optimizer / 1000, total: s.phases.total / 1000 },
       stragglerSteps: s.stragglerSteps,
       waitCausedSeconds: s.waitCausedMs / 1000,
+      cpuMsPerStep: s.cpu.steps > 0 ? s.cpu.ms / s.cpu.steps : null,
     })),
     ...(r.resumedFromStep !== undefined ? { resumedFromStep: r.resumedFromStep } : {}),
     ...(r.lastCheckpoint ? { lastCheckpoint: r.lastCheckpoint } : {}),
     ...(r.savedModel ? { savedModel: r.savedModel } : {}),
   };
+}
+
+/** The workers' CPU per step, summed over the workers that reported it (each over its own steady steps). */
+function workersCpuMsPerStep(sessions: WorkerSession[]): number | null {
+  const reporting = sessions.filter((s) => s.cpu.steps > 0);
+  return reporting.length > 0 ? reporting.reduce((a, s) => a + s.cpu.ms / s.cpu.steps, 0) : null;
 }
 
 function meanPhases(sessions: WorkerSession[]): RunReport['stepPhasesMs'] {

@@ -14,17 +14,23 @@
  */
 export const WARMUP_STEPS = 5;
 
+/** CPU time (user + system) this process has used, in ms. */
+export function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 export class SteadyRate {
   /** Steps completed since the run (or the resume) started, rolled-back ones included. */
   private completed = 0;
-  /** trainedSamples and trainMs when the warm-up ended; samples only go down, with a rollback. */
-  private start: { samples: number; ms: number } | undefined;
+  /** trainedSamples, trainMs and this process's CPU ms when the warm-up ended; samples only go down, with a rollback. */
+  private start: { samples: number; ms: number; cpuMs: number } | undefined;
 
   constructor(private readonly warmupSteps = WARMUP_STEPS) {}
 
-  /** A step completed: the run's trainedSamples and trainMs right after it. */
-  stepDone(trainedSamples: number, trainMs: number): void {
-    if (this.completed++ === this.warmupSteps - 1) this.start = { samples: trainedSamples, ms: trainMs };
+  /** A step completed: the run's trainedSamples and trainMs right after it, and the CPU time this process has used (ms). */
+  stepDone(trainedSamples: number, trainMs: number, cpuMs = 0): void {
+    if (this.completed++ === this.warmupSteps - 1) this.start = { samples: trainedSamples, ms: trainMs, cpuMs };
   }
 
   /**
@@ -45,5 +51,11 @@ export class SteadyRate {
     if (!this.start || this.completed <= this.warmupSteps) return null;
     const ms = trainMs - this.start.ms;
     return ms > 0 ? ((trainedSamples - this.start.samples) * 1000) / ms : null;
+  }
+
+  /** CPU ms per step over the window (every step completed in it, rolled-back ones included); null as for rate(). */
+  cpuMsPerStep(cpuMs: number): number | null {
+    if (!this.start || this.completed <= this.warmupSteps) return null;
+    return (cpuMs - this.start.cpuMs) / (this.completed - this.warmupSteps);
   }
 }

@@ -25,7 +25,7 @@ import { Membership } from './membership.js';
 import { compileCoordinatorOptions, type CompiledCoordinatorOptions, type CoordinatorOptions } from './options.js';
 import { buildReport, type EpochSummary, type RunReport } from './report.js';
 import { CoordinatorServer } from './server.js';
-import { SteadyRate } from './steady-rate.js';
+import { processCpuMs, SteadyRate } from './steady-rate.js';
 import { runSyncStep } from './sync-step.js';
 import type { CoordinatorHooks } from './hooks.js';
 import { ShardLostError } from '../ps/errors.js';
@@ -226,7 +226,7 @@ export class Coordinator {
             this.epoch.samples += result.samples;
             this.epoch.lossSum += result.loss * result.samples;
             this.trainedSamples += result.samples;
-            this.steady.stepDone(this.trainedSamples, this.trainMs());
+            this.steady.stepDone(this.trainedSamples, this.trainMs(), processCpuMs());
             this.emitStep(result, this.epoch.steps, world);
             if (this.step % o.checkpointEvery === 0) await this.checkpoint();
             else if (this.step % o.snapshotEvery === 0) await this.variables.snapshot();
@@ -412,6 +412,7 @@ export class Coordinator {
       trainedSamples: this.trainedSamples,
       trainMs: this.data ? this.trainMs() : 0,
       steadyImagesPerSecond: this.steady.rate(this.trainedSamples, this.trainMs()),
+      coordinatorCpuMsPerStep: this.steady.cpuMsPerStep(processCpuMs()),
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,

@@ -9,6 +9,7 @@ import type { CoordinatorMessage, WorkerMessage__Output } from '../rpc/proto.js'
 import type { RankedContribution } from '../ps/step-barrier.js';
 import type { WorkerStepPhases } from '../telemetry/types.js';
 import { ProtocolError } from './errors.js';
+import { WARMUP_STEPS } from './steady-rate.js';
 
 /** How many heartbeat timeouts a worker's first step may keep it silent (slow backends, large batches). */
 export const FIRST_STEP_GRACE = 10;
@@ -56,6 +57,8 @@ export class WorkerSession {
   delayCausedMs = 0;
   private lastComputeMs = 0;
   private lastEncodeMs = 0;
+  /** CPU time its process reported for its steps after the first WARMUP_STEPS (ms), and how many steps reported it. */
+  readonly cpu = { ms: 0, steps: 0 };
   /** Smoothed compute time of a step, to allow slow backends time before declaring silence. */
   computeMsAverage = 0;
   private readonly gradient: ChunkAssembler;
@@ -127,6 +130,11 @@ export class WorkerSession {
     this.deliveredAtMs = performance.now();
     this.computeMsAverage = this.steps === 1 ? msg.computeMs : 0.8 * this.computeMsAverage + 0.2 * msg.computeMs;
     this.maxRssBytes = Math.max(this.maxRssBytes, Number(msg.maxRssBytes));
+    // Its first steps include joining and compiling the kernels (0: a worker that does not report it).
+    if (this.steps > WARMUP_STEPS && Number.isFinite(msg.cpuMs) && msg.cpuMs > 0) {
+      this.cpu.ms += msg.cpuMs;
+      this.cpu.steps++;
+    }
     // With shard processes the tensors bypass this stream; the worker reports their bytes.
     this.bytesReceived += Number(msg.shardBytesSent) || 0;
     this.bytesSent += Number(msg.shardBytesReceived) || 0;

@@ -72,6 +72,8 @@ export class TrainingWorker {
   private call: Duplex | undefined;
   private steps = 0;
   private lastEncodeMs = 0;
+  /** This process's CPU time (µs) when it last reported it (with a Gradient) or joined a job. */
+  private cpuMicrosReported = 0;
   /** The stream the silence watchdog cancelled (its CANCELLED status means "reconnect"). */
   private silencedCall: Duplex | undefined;
   private closed = false;
@@ -264,6 +266,8 @@ export class TrainingWorker {
       shards: undefined,
     };
     this.connectShards(this.job, welcome.shards);
+    const usage = process.resourceUsage();
+    this.cpuMicrosReported = usage.userCPUTime + usage.systemCPUTime;
     this.log.info({ jobId: welcome.jobId, model: config.model, trainSamples: data.train.count }, 'joined the job');
   }
 
@@ -314,7 +318,11 @@ export class TrainingWorker {
     const batch = gatherBatch(job.train, step.indices);
     const loss = await job.computer.computeGradients(batch, job.gradient);
     const computeMs = performance.now() - started;
-    const stats = { step: step.step, round: step.round, sampleCount: batch.count, loss, computeMs, maxRssBytes: process.resourceUsage().maxRSS * 1024, lastEncodeMs: this.lastEncodeMs };
+    const usage = process.resourceUsage();
+    const cpuMicros = usage.userCPUTime + usage.systemCPUTime;
+    const cpuMs = (cpuMicros - this.cpuMicrosReported) / 1000;
+    this.cpuMicrosReported = cpuMicros;
+    const stats = { step: step.step, round: step.round, sampleCount: batch.count, loss, computeMs, maxRssBytes: usage.maxRSS * 1024, lastEncodeMs: this.lastEncodeMs, cpuMs };
     const encodeStart = performance.now();
     let payload: ArrayBufferView = job.gradient;
     if (job.encoded) {

@@ -49,6 +49,15 @@ describe('coordinator CLI', () => {
     expect(typeof r.steadyImagesPerSecond).toBe('number');
     expect(r.steadyImagesPerSecond).toBeGreaterThan(0);
     expect(Number.isFinite(r.steadyImagesPerSecond)).toBe(true);
+    // CPU per step over the same window: every process used some, none more than a few cores' worth
+    const stepMs = (r.trainSeconds * 1000) / r.steps;
+    expect(r.cpuMsPerStep.coordinator).toBeGreaterThan(0);
+    expect(r.cpuMsPerStep.coordinator!).toBeLessThan(4 * stepMs);
+    for (const w of r.perWorker) {
+      expect(w.cpuMsPerStep).toBeGreaterThan(0);
+      expect(w.cpuMsPerStep!).toBeLessThan(4 * stepMs);
+    }
+    expect(r.cpuMsPerStep.workers).toBeCloseTo(r.perWorker.reduce((a, w) => a + w.cpuMsPerStep!, 0), 9);
     expect(r.testAccuracy).toBeGreaterThan(0.6);
 
     // The saved model loads with tf.loadLayersModel and scores the reported accuracy.

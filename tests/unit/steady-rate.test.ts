@@ -37,6 +37,18 @@ describe('SteadyRate', () => {
     expect((trained * 1000) / trainMs).toBeLessThan(rate.rate(trained, trainMs)!);
   });
 
+  it('gives the CPU per step over the same window: from the fifth step on, every step completed', () => {
+    const rate = new SteadyRate();
+    // the process used 200 ms of CPU by the end of step 5, then 12.5 ms per step
+    for (let i = 1; i <= 5; i++) rate.stepDone(64 * i, 30 * i, 40 * i);
+    expect(rate.cpuMsPerStep(200)).toBeNull();
+    expect(rate.cpuMsPerStep(1000)).toBeNull();
+    for (let i = 1; i <= 8; i++) rate.stepDone(320 + 64 * i, 150 + 30 * i, 200 + 12.5 * i);
+    expect(rate.cpuMsPerStep(300)).toBeCloseTo(12.5, 9);
+    // CPU used after the last step (evaluation, a checkpoint) counts, as training time does
+    expect(rate.cpuMsPerStep(308)).toBeCloseTo(13.5, 9);
+  });
+
   it('is null with five steps or fewer, and from the sixth on a number', () => {
     const rate = new SteadyRate();
     expect(rate.rate(0, 0)).toBeNull();
