@@ -62,7 +62,8 @@ export interface RunReport {
    */
   steadyImagesPerSecond: number | null;
   /**
-   * CPU time (ms, user + system) per step over the same window: the coordinator's process (its
+   * CPU time (ms, user + system) per step over the same window (evaluation and the other pauses
+   * between training segments left out): the coordinator's process (its
    * parameter server included, with --ps-mode in-process), and each worker's process summed over
    * the workers (their exchange and co-located shards included; per worker in perWorker). The
    * cores a step needs, whatever the waiting. null when not measured (five steps or fewer).

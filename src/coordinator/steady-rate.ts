@@ -23,14 +23,28 @@ export function processCpuMs(): number {
 export class SteadyRate {
   /** Steps completed since the run (or the resume) started, rolled-back ones included. */
   private completed = 0;
-  /** trainedSamples, trainMs and this process's CPU ms when the warm-up ended; samples only go down, with a rollback. */
-  private start: { samples: number; ms: number; cpuMs: number } | undefined;
+  /** trainedSamples and trainMs when the warm-up ended; samples only go down, with a rollback. */
+  private start: { samples: number; ms: number } | undefined;
+  /** This process's CPU ms in the window: summed from `mark` (the last step's end, or a resume) to each step's end; training paused: no mark. */
+  private readonly cpu: { ms: number; mark: number | undefined } = { ms: 0, mark: undefined };
 
   constructor(private readonly warmupSteps = WARMUP_STEPS) {}
 
   /** A step completed: the run's trainedSamples and trainMs right after it, and the CPU time this process has used (ms). */
   stepDone(trainedSamples: number, trainMs: number, cpuMs = 0): void {
-    if (this.completed++ === this.warmupSteps - 1) this.start = { samples: trainedSamples, ms: trainMs, cpuMs };
+    if (this.completed++ === this.warmupSteps - 1) this.start = { samples: trainedSamples, ms: trainMs };
+    if (this.start && this.cpu.mark !== undefined && this.completed > this.warmupSteps) this.cpu.ms += cpuMs - this.cpu.mark;
+    this.cpu.mark = cpuMs;
+  }
+
+  /** Training paused (evaluation, a checkpoint, the end of the run): CPU used from now on is not a step's. */
+  pause(): void {
+    this.cpu.mark = undefined;
+  }
+
+  /** Training resumed with this process's CPU time at `cpuMs`. */
+  resume(cpuMs: number): void {
+    this.cpu.mark = cpuMs;
   }
 
   /**
@@ -53,9 +67,12 @@ export class SteadyRate {
     return ms > 0 ? ((trainedSamples - this.start.samples) * 1000) / ms : null;
   }
 
-  /** CPU ms per step over the window (every step completed in it, rolled-back ones included); null as for rate(). */
-  cpuMsPerStep(cpuMs: number): number | null {
+  /**
+   * CPU ms per step over the window: every step completed in it (rolled-back ones included),
+   * the pauses between training segments (evaluation, checkpoints) left out; null as for rate().
+   */
+  cpuMsPerStep(): number | null {
     if (!this.start || this.completed <= this.warmupSteps) return null;
-    return (cpuMs - this.start.cpuMs) / (this.completed - this.warmupSteps);
+    return this.cpu.ms / (this.completed - this.warmupSteps);
   }
 }

@@ -214,6 +214,7 @@ export class Coordinator {
     try {
       for (;;) {
         this.segmentStart = performance.now();
+        this.steady.resume(processCpuMs());
         while (!this.plan.epochDone) {
           if (this.draining) return await this.stopDrained(wallStart);
           try {
@@ -323,6 +324,7 @@ export class Coordinator {
   private closeSegment(): void {
     this.trainMsBefore = this.trainMs();
     this.segmentStart = undefined;
+    this.steady.pause();
   }
 
   /** `state`: one already taken at this step (the epoch end's), to save a second snapshot. */
@@ -412,7 +414,7 @@ export class Coordinator {
       trainedSamples: this.trainedSamples,
       trainMs: this.data ? this.trainMs() : 0,
       steadyImagesPerSecond: this.steady.rate(this.trainedSamples, this.trainMs()),
-      coordinatorCpuMsPerStep: this.steady.cpuMsPerStep(processCpuMs()),
+      coordinatorCpuMsPerStep: this.steady.cpuMsPerStep(),
       wallMs,
       membershipChanges: this.membershipChanges,
       abortedSteps: this.abortedSteps,

@@ -37,16 +37,18 @@ describe('SteadyRate', () => {
     expect((trained * 1000) / trainMs).toBeLessThan(rate.rate(trained, trainMs)!);
   });
 
-  it('gives the CPU per step over the same window: from the fifth step on, every step completed', () => {
+  it('gives the CPU per step over the same window: the steps after the fifth, pauses between segments left out', () => {
     const rate = new SteadyRate();
     // the process used 200 ms of CPU by the end of step 5, then 12.5 ms per step
     for (let i = 1; i <= 5; i++) rate.stepDone(64 * i, 30 * i, 40 * i);
-    expect(rate.cpuMsPerStep(200)).toBeNull();
-    expect(rate.cpuMsPerStep(1000)).toBeNull();
-    for (let i = 1; i <= 8; i++) rate.stepDone(320 + 64 * i, 150 + 30 * i, 200 + 12.5 * i);
-    expect(rate.cpuMsPerStep(300)).toBeCloseTo(12.5, 9);
-    // CPU used after the last step (evaluation, a checkpoint) counts, as training time does
-    expect(rate.cpuMsPerStep(308)).toBeCloseTo(13.5, 9);
+    expect(rate.cpuMsPerStep()).toBeNull();
+    for (let i = 1; i <= 4; i++) rate.stepDone(320 + 64 * i, 150 + 30 * i, 200 + 12.5 * i);
+    expect(rate.cpuMsPerStep()).toBeCloseTo(12.5, 9);
+    // an evaluation between two segments takes 300 ms of CPU: not a step's
+    rate.pause();
+    rate.resume(550);
+    for (let i = 1; i <= 4; i++) rate.stepDone(576 + 64 * i, 300 + 30 * i, 550 + 14.5 * i);
+    expect(rate.cpuMsPerStep()).toBeCloseTo(13.5, 9);
   });
 
   it('is null with five steps or fewer, and from the sixth on a number', () => {
