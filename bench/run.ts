@@ -3,7 +3,7 @@
  *  (a) single-process TensorFlow.js (`model.fit`, the baseline a user has today), same backend;
  *  (b) the cluster with 1, 2 and 4 local workers, in each --modes: `in-process` (the
  *      coordinator's parameter server) and `colocated` (every worker serves one shard):
- *      images/s, the step split, bytes per step, scaling efficiency, peak RSS;
+ *      images/s, the step split, CPU per step (every process summed), bytes per step, scaling efficiency, peak RSS;
  *  (c) PyTorch DDP (bench/peers/pytorch_ddp.py), when /usr/bin/python3 has torch;
  *  (d) the largest world again with its variables on K parameter-server shard processes
  *      (`--ps-shards K --ps-mode process`), at the first batch size.
@@ -44,6 +44,8 @@ interface Sample {
   bytesPerStep?: number;
   coordinatorRssMB?: number;
   workerRssMB?: number;
+  /** CPU time per step after the warm-up, every process of the run summed (cluster and PyTorch). */
+  cpuMsPerStep?: number;
 }
 /** A warm-up-free figure, or an error naming the run that had too few steps for one. */
 function steady(imagesPerSecond: number | null | undefined, what: string): number {
@@ -73,6 +75,7 @@ function clusterConfig(w: number, b: number, shards: number, mode = 'in-process'
         bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
         coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
         workerRssMB: Math.max(...r.perWorker.map((p) => p.peakRssBytes)) / 2 ** 20,
+        cpuMsPerStep: r.cpuMsPerStep.coordinator !== null && r.cpuMsPerStep.workers !== null ? r.cpuMsPerStep.coordinator + r.cpuMsPerStep.workers : undefined,
       };
     },
   };
@@ -103,8 +106,8 @@ if (torch) {
           const steps = Math.max(20, Math.floor(a.samples / (p * b)));
           const r = await execa(a.python, [`${ROOT}/bench/peers/pytorch_ddp.py`, '--procs', String(p), '--batch-size', String(b), '--epochs', '1', '--max-steps', String(steps), '--test-limit', '100'], { reject: false });
           if (r.exitCode !== 0) throw new Error(`pytorch_ddp.py failed: ${r.stderr.slice(-1500)}`);
-          const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSecond: number | null; peakRssBytes: number };
-          return { imagesPerSecond: steady(j.imagesPerSecond, `PyTorch DDP ${p} process(es), batch ${b}`), workerRssMB: j.peakRssBytes / 2 ** 20 };
+          const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSecond: number | null; peakRssBytes: number; cpuMsPerStep?: number | null };
+          return { imagesPerSecond: steady(j.imagesPerSecond, `PyTorch DDP ${p} process(es), batch ${b}`), workerRssMB: j.peakRssBytes / 2 ** 20, cpuMsPerStep: j.cpuMsPerStep ?? undefined };
         },
       });
     }
@@ -145,6 +148,7 @@ const results = configs.map((c) => {
     bytesPerStepPerWorker: med(ss.map((s) => s.bytesPerStep)),
     coordinatorPeakRssMB: med(ss.map((s) => s.coordinatorRssMB)),
     workerPeakRssMB: med(ss.map((s) => s.workerRssMB)),
+    cpuMsPerStep: med(ss.map((s) => s.cpuMsPerStep)),
   };
 });
 const oneWorker = (b: number, mode: string | undefined) => results.find((r) => r.kind === 'cluster' && r.workers === 1 && r.batchSize === b && r.mode === mode)?.imagesPerSecond;
@@ -160,7 +164,7 @@ function perRound(r: (typeof results)[number]): { median: number; faster: number
   return { median: median(ratios), faster: ratios.filter((x) => x > 1).length, rounds: ratios.length };
 }
 printTable(
-  ['configuration', `img/s after ${WARMUP_STEPS} warm-up steps (median)`, 'runs', 'img/s all steps (median)', 'scaling eff. (after warm-up)', 'vs PyTorch same procs (after warm-up)', 'vs PyTorch per round (median; faster in)', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'bytes/step/worker', 'RSS MB coord/worker'],
+  ['configuration', `img/s after ${WARMUP_STEPS} warm-up steps (median)`, 'runs', 'img/s all steps (median)', 'scaling eff. (after warm-up)', 'vs PyTorch same procs (after warm-up)', 'vs PyTorch per round (median; faster in)', 'compute/encode/transfer/wait/opt ms', 'transfer+wait', 'CPU ms/step, all processes', 'bytes/step/worker', 'RSS MB coord/worker'],
   results.map((r) => {
     const one = oneWorker(r.batchSize, r.mode);
     const p = peerOf(r)?.imagesPerSecond;
@@ -173,6 +177,7 @@ printTable(
       rounds ? `${rounds.median.toFixed(2)}x; ${rounds.faster} of ${rounds.rounds}` : '-',
       ph ? [ph.compute, ph.encode, ph.transfer, ph.wait, ph.optimizer].map((x) => fmt(x)).join(' / ') : '-',
       ph ? `${fmt((100 * (ph.transfer! + ph.wait!)) / (ph.compute! + ph.encode! + ph.transfer! + ph.wait! + ph.optimizer!), 0)} %` : '-',
+      fmt(r.cpuMsPerStep),
       r.bytesPerStepPerWorker === undefined ? '-' : String(r.bytesPerStepPerWorker),
       `${fmt(r.coordinatorPeakRssMB, 0)} / ${fmt(r.workerPeakRssMB, 0)}`,
     ];

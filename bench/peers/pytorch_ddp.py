@@ -23,6 +23,9 @@ after N steps (throughput runs); test accuracy is still computed. Each epoch of 
 its testAccuracy, its trainSeconds and the run's cumulativeTrainSeconds up to its end;
 timeToTargetSeconds is that cumulative figure at the first epoch reaching --target-accuracy (null
 if none did). With --stop-at-target no further epoch is trained once the target is reached.
+cpuMsPerStep is the CPU time (user + system, all threads) of every rank over those same timed
+steps, summed over the ranks, per step: what the cluster's run report gives as its
+cpuMsPerStep.coordinator + cpuMsPerStep.workers.
 """
 import os
 
@@ -129,6 +132,8 @@ def run_rank(rank, args, port, results):
 
     step_seconds, history = [], []
     timed_seconds, timed_samples, train_seconds, time_to_target = 0.0, 0, 0.0, None
+    # This process's CPU time (all its threads) over the timed steps, and how many there were.
+    timed_cpu, timed_steps = 0.0, 0
     global_step = 0
     for epoch in range(args.epochs):
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
@@ -139,6 +144,7 @@ def run_rank(rank, args, port, results):
         samples_after_warmup = 0
         dist.barrier()
         epoch_start = warm_start = time.perf_counter()
+        cpu_start = time.process_time()
         with ddp.join():  # ranks may have one batch more or less when N is not divisible by procs
             for indices in batches:
                 t0 = time.perf_counter()
@@ -151,10 +157,14 @@ def run_rank(rank, args, port, results):
                 if global_step > WARMUP_STEPS:
                     step_seconds.append(t1 - t0)
                     samples_after_warmup += len(indices)
+                    timed_steps += 1
                 elif global_step == WARMUP_STEPS:
                     warm_start = t1
+                    cpu_start = time.process_time()
         dist.barrier()
         epoch_end = time.perf_counter()
+        if global_step > WARMUP_STEPS:
+            timed_cpu += time.process_time() - cpu_start
         counted = torch.tensor([samples_after_warmup], dtype=torch.int64)
         dist.all_reduce(counted)  # samples trained by all ranks after warm-up
         timed_samples += int(counted.item())
@@ -175,6 +185,8 @@ def run_rank(rank, args, port, results):
         if stop.item():
             break
 
+    cpu = torch.tensor([timed_cpu], dtype=torch.float64)
+    dist.all_reduce(cpu)  # summed over the ranks, as the cluster's report sums its processes
     if rank == 0:
         results.put({
             "peer": "pytorch-ddp", "torch": torch.__version__, "blas": blas_in_use(),
@@ -188,6 +200,7 @@ def run_rank(rank, args, port, results):
             "epochHistory": history, "targetAccuracy": args.target_accuracy,
             "timeToTargetSeconds": time_to_target,
             "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "cpuMsPerStep": cpu.item() * 1000 / timed_steps if timed_steps > 0 else None,
         })
     dist.destroy_process_group()
 
