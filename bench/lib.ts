@@ -56,6 +56,12 @@ function formatNumber(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(1) : Math.abs(n) >= 1 ? n.toFixed(3) : n.toFixed(4);
 }
 
+/** CPU time per step of every process of a run (the report's coordinator + workers); null when the report lacks either (older builds, short runs). */
+export function cpuMsPerStepOf(r: RunReport): number | null {
+  const c = r.cpuMsPerStep;
+  return c?.coordinator != null && c.workers != null ? c.coordinator + c.workers : null;
+}
+
 /** Throws unless `name` is a plain file name for bench/results (check a --name option before a long run). */
 export function checkResultName(name: string): string {
   if (!/^[\w.-]+$/.test(name)) throw new TypeError(`--name must be a plain file name; got '${name}'`);

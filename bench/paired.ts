@@ -15,7 +15,7 @@
  */
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { checkResultName, COORDINATOR, median, parseArgs, printTable, runCoordinator, writeResult } from './lib.js';
+import { checkResultName, COORDINATOR, cpuMsPerStepOf, median, parseArgs, printTable, runCoordinator, writeResult } from './lib.js';
 
 const split = process.argv.indexOf('--');
 const own = split < 0 ? process.argv.slice(2) : process.argv.slice(2, split);
@@ -55,8 +55,7 @@ for (let p = 0; p < pairs; p++) {
     if (r.status !== 'completed') throw new Error(`variant ${variant.label}: the run ended ${r.status}: ${r.error ?? ''}`);
     // Builds before the report had steadyImagesPerSecond leave it out.
     const steady = typeof r.steadyImagesPerSecond === 'number' ? r.steadyImagesPerSecond : null;
-    // CPU per step of every process of the run (builds before the report had cpuMsPerStep: null).
-    const cpu = r.cpuMsPerStep?.coordinator != null && r.cpuMsPerStep.workers != null ? r.cpuMsPerStep.coordinator + r.cpuMsPerStep.workers : null;
+    const cpu = cpuMsPerStepOf(r);
     collected[v]!.push({ steadyImagesPerSecond: steady, allStepsImagesPerSecond: r.imagesPerSecond, computeMs: r.stepPhasesMs.compute, stepMs: r.stepPhasesMs.total, cpuMsPerStep: cpu });
     console.error(`pair ${p + 1}/${pairs} ${variant.label}: ${(steady ?? r.imagesPerSecond).toFixed(1)} img/s, compute ${r.stepPhasesMs.compute.toFixed(1)} ms/step, CPU ${cpu?.toFixed(1) ?? '-'} ms/step`);
   }

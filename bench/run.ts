@@ -26,7 +26,7 @@
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { WARMUP_STEPS } from '../src/coordinator/steady-rate.js';
-import { checkResultName, median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
+import { checkResultName, cpuMsPerStepOf, median, parseArgs, printTable, ROOT, runCoordinator, runScript, writeResult } from './lib.js';
 
 const a = parseArgs(process.argv.slice(2), { runs: 3, samples: 6400, batchSizes: '32,128', workers: '1,2,4', modes: 'in-process,colocated', shards: '2', backend: 'wasm', python: '/usr/bin/python3', name: 'bench' });
 checkResultName(a.name);
@@ -75,7 +75,7 @@ function clusterConfig(w: number, b: number, shards: number, mode = 'in-process'
         bytesPerStep: r.bytesPerStepPerWorker.sent + r.bytesPerStepPerWorker.received,
         coordinatorRssMB: r.coordinatorPeakRssBytes / 2 ** 20,
         workerRssMB: Math.max(...r.perWorker.map((p) => p.peakRssBytes)) / 2 ** 20,
-        cpuMsPerStep: r.cpuMsPerStep.coordinator !== null && r.cpuMsPerStep.workers !== null ? r.cpuMsPerStep.coordinator + r.cpuMsPerStep.workers : undefined,
+        cpuMsPerStep: cpuMsPerStepOf(r) ?? undefined,
       };
     },
   };
