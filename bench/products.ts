@@ -3,7 +3,7 @@
  * (relaxed SIMD, the default where the engine has it) and with multiply and add apart
  * (TENSORFLEET_WASM_FMA=0's path), interleaved call by call in one process so the ratio is fair:
  *   forward          x [B,5408] @ W [5408,128]
- *   weight gradient  x^T @ dy  (x^T materialised, then the SIMD product)
+ *   weight gradient  x^T @ dy  (the SIMD product reading x^T in place)
  *   input gradient   dy @ W^T  (run as (W @ dy^T)^T)
  * Times are per call, the product left on the wasm heap (no read-back), medians over --calls.
  * Also times the SIMD product kernel alone on one cached panel (GFLOP/s). Prints a table and
@@ -60,7 +60,7 @@ function kernelRate(fused: boolean, k: number): number {
   const samples: number[] = [];
   for (let r = 0; r < a.warmup + a.calls; r++) {
     const start = performance.now();
-    for (let rep = 0; rep < 20; rep++) simd.gemm2x16(pa!, k * 4, pp!, 64, po!, 64, k, 64);
+    for (let rep = 0; rep < 20; rep++) simd.gemm2x16(pa!, k * 4, 4, pp!, 64, po!, 64, k, 64);
     if (r >= a.warmup) samples.push((performance.now() - start) / 20);
   }
   tf.dispose([aT, panel, out]);

@@ -130,14 +130,14 @@ describe('BatchMatMul (wasm) swapped product', () => {
     }
   });
 
-  // [a, b, transposeA, transposeB]: with transposeA, a^T is materialised first (the dense layer's
-  // dW = x^T @ dy); a @ b^T with a big b runs as (b @ a^T)^T (its dx = dy @ W^T). K above 256
-  // cuts the product into k ranges (summed on top of each other); odd M leaves a 1-row block.
+  // [a, b, transposeA, transposeB]: with transposeA, the kernel reads a's columns in place (the
+  // dense layer's dW = x^T @ dy); a @ b^T with a big b runs as (b @ a^T)^T (its dx = dy @ W^T). K
+  // above 256 cuts the product into k ranges (summed on top of each other); odd M leaves a 1-row block.
   const panelShapes: Array<[number[], number[], boolean, boolean]> = [
     [[32, 600], [600, 32], false, false], [[7, 300], [300, 128], false, false], [[1, 5, 400], [1, 400, 160], false, false],
     [[1, 2048], [2048, 128], false, false], [[33, 512], [1, 512, 16], false, false], [[40, 300], [40, 64], true, false],
     [[64, 33], [64, 128], true, false], [[32, 300], [640, 300], false, true], [[17, 128], [544, 128], false, true],
-    [[131, 520], [520, 32], false, false],
+    [[131, 520], [520, 32], false, false], [[520, 47], [520, 32], true, false],
   ];
 
   it('products with N % 16 == 0 (SIMD panels), multiply and add apart: match cpu, and XNNPACK bitwise', async () => {

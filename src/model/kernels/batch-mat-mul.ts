@@ -119,6 +119,10 @@ export function withoutTransposeFlags(original: tf.KernelFunc, allowSwap = false
       const [m, k] = a.shape.slice(-2);
       if (prefersSwappedProduct(m, k, b.shape[b.shape.length - 2])) return swappedProduct(original, a, b, backend);
     }
+    if (allowSwap && transposeA && !transposeB) {
+      const simd = simdPlainProduct(a, b, backend, true);
+      if (simd) return simd;
+    }
     const prepared: Operand[] = [];
     try {
       const a2 = transposeA ? transposeInner(a, backend) : { info: a, release: noop };
@@ -184,19 +188,21 @@ const KC = 256;
 const MC = 64;
 
 /**
- * An untransposed a [M,K] @ b [K,N] (batch 1, float32, N a multiple of 16, K and M*K*N not tiny)
- * in wasm SIMD (simd.ts). For each range of KC rows of b, its 16-column panels are copied
- * contiguous (a plain copy, where XNNPACK's per-call packing of a changing b is a transposing
- * one, ~5 ns per element); then, MC rows of a at a time, 2-row by 16-column blocks of the
- * product are summed over k in order, the first range from zero and each later one on top of
- * the sum so far, so the cut changes no bit. With separate multiply and add this is bitwise
- * XNNPACK's result; with fused multiply-adds (simdTuning.fused) each step rounds once. The dense
- * forward x [32,5408] @ W [5408,128]: 1.9 ms against 3.4 (swapped XNNPACK) / 4.8 (direct), with
- * separate multiply and add. Null when it does not apply.
+ * a [M,K] @ b [K,N] (batch 1, float32, N a multiple of 16, K and M*K*N not tiny) in wasm SIMD
+ * (simd.ts); with `transposeA`, a is stored as [K,M] and a^T @ b is computed without
+ * materialising a^T (the kernel reads a's rows with a k stride of M floats: the dense layer's
+ * dW = x^T @ dy). For each range of KC rows of b, its 16-column panels are copied contiguous (a
+ * plain copy, where XNNPACK's per-call packing of a changing b is a transposing one, ~5 ns per
+ * element); then, MC rows of the product at a time, 2-row by 16-column blocks are summed over k
+ * in order, the first range from zero and each later one on top of the sum so far, so the cut
+ * changes no bit. With separate multiply and add this is bitwise XNNPACK's result (on a^T
+ * materialised, for `transposeA`); with fused multiply-adds (simdTuning.fused) each step rounds
+ * once. The dense forward x [32,5408] @ W [5408,128]: 1.9 ms against 3.4 (swapped XNNPACK) / 4.8
+ * (direct), with separate multiply and add. Null when it does not apply.
  */
-function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm): tf.TensorInfo | null {
+function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWasm, transposeA = false): tf.TensorInfo | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
-  const [m, k] = a.shape.slice(-2) as [number, number];
+  const [m, k] = (transposeA ? a.shape.slice(-2).reverse() : a.shape.slice(-2)) as [number, number];
   const [k2, n] = b.shape.slice(-2) as [number, number];
   if (k !== k2 || n % 16 !== 0 || k < 16 || m === 0 || m * k * n < 1 << 18) return null;
   const simd = simdKernelsFor(backend);
@@ -204,6 +210,8 @@ function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWa
   const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), m, n];
   const out = backend.makeOutput(outShape, 'float32');
   const packed = backend.makeOutput([Math.min(k, KC), n], 'float32');
+  // Byte distance between a's consecutive rows (of the product) and between consecutive k.
+  const [aRow, aK] = transposeA ? [4, m * 4] : [k * 4, 4];
   try {
     const a0 = backend.getMemoryOffset(a.dataId);
     const b0 = backend.getMemoryOffset(b.dataId);
@@ -215,12 +223,12 @@ function simdPlainProduct(a: tf.TensorInfo, b: tf.TensorInfo, backend: BackendWa
       for (let j = 0; j < n; j += 16) simd.copyRows16(b0 + (k0 * n + j) * 4, n * 4, p + j * kc * 4, kc);
       for (let m0 = 0; m0 < m; m0 += MC) {
         const rows = Math.min(MC, m - m0);
-        const aBlock = a0 + (m0 * k + k0) * 4;
+        const aBlock = a0 + m0 * aRow + k0 * aK;
         for (let j = 0; j < n; j += 16) {
           const panel = p + j * kc * 4;
           const outBlock = out0 + (m0 * n + j) * 4;
-          pairs(aBlock, k * 4, panel, 64, outBlock, n * 4, kc, rows >> 1);
-          if (rows % 2 === 1) single(aBlock + (rows - 1) * k * 4, k * 4, panel, 64, outBlock + (rows - 1) * n * 4, n * 4, kc, 1);
+          pairs(aBlock, aRow, aK, panel, 64, outBlock, n * 4, kc, rows >> 1);
+          if (rows % 2 === 1) single(aBlock + (rows - 1) * aRow, aRow, aK, panel, 64, outBlock + (rows - 1) * n * 4, n * 4, kc, 1);
         }
       }
     }

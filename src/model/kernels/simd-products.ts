@@ -72,12 +72,12 @@ export function conv3x3RowDef(fused: boolean): FunctionDef {
 }
 
 export function gemmDef(name: string, rows: number, vecs: number, fused: boolean, accumulate: boolean): FunctionDef {
-  // params: a aStride b bStride out outStride k blocks
-  const [AP, AS, BP, BS, OUT, OS, K, BLOCKS] = [0, 1, 2, 3, 4, 5, 6, 7];
+  // params: a aRowStride aKStride b bStride out outStride k blocks
+  const [AP, AS, AK, BP, BS, OUT, OS, K, BLOCKS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   // i32 locals: the block's row pointers, the b cursor, the k counter
-  const rowPtr = range(rows).map((i) => 8 + i);
-  const BC = 8 + rows;
+  const rowPtr = range(rows).map((i) => 9 + i);
+  const BC = 9 + rows;
   const KC = BC + 1;
   // v128 locals: accumulators (row r, vector h: ACC + vecs * r + h), b vectors, splat
   const ACC = KC + 1;
@@ -88,7 +88,7 @@ export function gemmDef(name: string, rows: number, vecs: number, fused: boolean
     ...range(rows).flatMap((r) => [
       ...op.get(rowPtr[r]!), ...v.load32Splat(), ...op.set(S),
       ...range(vecs).flatMap((h) => [...multiplyAdd(fused, op.get(ACC + vecs * r + h), op.get(S), op.get(BV + h)), ...op.set(ACC + vecs * r + h)]),
-      ...bump(rowPtr[r]!, { constant: 4 }),
+      ...bump(rowPtr[r]!, { local: AK }),
     ]),
     ...bump(BC, { local: BS }),
   ];
@@ -109,7 +109,7 @@ export function gemmDef(name: string, rows: number, vecs: number, fused: boolean
     // Next block: `rows` rows of a further down.
     ...range(rows).flatMap(() => bump(AP, { local: AS })),
   ];
-  return { name, params: 8, locals: [[rows + 2, I32], [rows * vecs + vecs + 1, V128]], body: guardedCountdown(BLOCKS, block) };
+  return { name, params: 9, locals: [[rows + 2, I32], [rows * vecs + vecs + 1, V128]], body: guardedCountdown(BLOCKS, block) };
 }
 
 export function copyRowsDef(name: string, vecs: number): FunctionDef {

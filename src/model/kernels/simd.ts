@@ -57,18 +57,19 @@ export interface SimdKernels {
   conv3x3Row(x0: number, x1: number, x2: number, w: number, out: number, ow: number, groups: number, strideBytes: number, pixelBytes: number): void;
   /**
    * `blocks` consecutive 2-row (gemm2x16) or 1-row (gemm1x16) by 16-column blocks of a matmul:
-   * out[r][0..16) = sum over k < kCount, in k order, of a[r][k] * b[k][0..16). a and out are
-   * row-major (row strides in bytes); b is a packed panel: kCount rows of 16 floats, rows
-   * bStrideBytes apart.
+   * out[r][0..16) = sum over k < kCount, in k order, of a[r][k] * b[k][0..16). a[r][k] is at
+   * byte offset a + r * aRowStrideBytes + k * aKStrideBytes (row-major a: k * 4 and 4; a stored
+   * transposed, [K, M]: 4 and M * 4); out is row-major (row stride in bytes); b is a packed
+   * panel: kCount rows of 16 floats, rows bStrideBytes apart.
    */
-  gemm2x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
-  gemm1x16(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  gemm2x16(a: number, aRowStrideBytes: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  gemm1x16(a: number, aRowStrideBytes: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   /**
    * The same blocks, summed on top of what `out` holds (out[r][0..16) += ..., continuing the
    * k-ordered sum): a product cut into k ranges gives bitwise the uncut one.
    */
-  gemm2x16Add(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
-  gemm1x16Add(a: number, aStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  gemm2x16Add(a: number, aRowStrideBytes: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
+  gemm1x16Add(a: number, aRowStrideBytes: number, aKStrideBytes: number, b: number, bStrideBytes: number, out: number, outStrideBytes: number, kCount: number, blocks: number): void;
   /**
    * The ReLU gradient in one pass: out[i] = dy[i] * (x[i] > 0 ? 1 : x[i] is NaN ? NaN : 0), for
    * 4 * vecs floats (the stock mul(dy, cast(step(x))) takes three).
