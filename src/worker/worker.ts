@@ -74,6 +74,14 @@ export class TrainingWorker {
   private lastEncodeMs = 0;
   /** This process's CPU time (µs) when it last reported it (with a Gradient) or joined a job. */
   private cpuMicrosReported = 0;
+  /**
+   * For skipping the "starting" heartbeat (needsStartingHeartbeat): the Attach stream's
+   * heartbeat interval, the compute time of this stream's previous step (undefined before its
+   * first), and when this worker last wrote a heartbeat or gradient on it.
+   */
+  private heartbeatIntervalMs = 0;
+  private lastComputeMs: number | undefined;
+  private lastReportMs = 0;
   /** The stream the silence watchdog cancelled (its CANCELLED status means "reconnect"). */
   private silencedCall: Duplex | undefined;
   private closed = false;
@@ -143,6 +151,7 @@ export class TrainingWorker {
     const client = new proto.tensorfleet.v1.Coordinator(this.options.coordinator, channelCredentials(this.options.tls), clientChannelOptions());
     const call: Duplex = client.Attach(tokenMetadata(this.options.token));
     this.call = call;
+    this.lastComputeMs = undefined;
     let welcomed = false;
     let lastHeard = performance.now();
     let heartbeat: NodeJS.Timeout | undefined;
@@ -156,6 +165,7 @@ export class TrainingWorker {
         lastHeard = performance.now();
         if (msg.kind === 'welcome' && !welcomed) {
           welcomed = true;
+          this.heartbeatIntervalMs = msg.welcome!.heartbeatIntervalMs;
           heartbeat = this.startHeartbeat(call, msg.welcome!.heartbeatIntervalMs, () => lastHeard, (t) => (lastHeard = t));
         }
         if (msg.kind === 'stop') {
@@ -309,9 +319,12 @@ export class TrainingWorker {
     if (Number(step.version) !== job.version) {
       throw new UnexpectedMessageError(`step ${step.step} needs weights version ${step.version}; this worker holds ${job.version}`);
     }
-    // Computing blocks this thread, heartbeats included: say "alive, starting" and let it go out
-    // first, with the weights this worker's co-located shard sends the other members.
-    this.call!.write({ heartbeat: { sentAtMs: Date.now() } });
+    // Computing blocks this thread, heartbeats included: say "alive, starting" where needed and
+    // let it go out first, with the weights this worker's co-located shard sends the other members.
+    if (this.needsStartingHeartbeat(performance.now())) {
+      this.call!.write({ heartbeat: { sentAtMs: Date.now() } });
+      this.lastReportMs = performance.now();
+    }
     await new Promise((resolve) => setImmediate(resolve));
     if (this.shardServer) await this.shardServer.flushed();
     const started = performance.now();
@@ -338,8 +351,14 @@ export class TrainingWorker {
       for (const chunk of splitIntoChunks(payload, job.chunkBytes)) this.call!.write({ gradient: { ...stats, chunk } });
     }
     this.lastEncodeMs = performance.now() - encodeStart;
+    this.lastReportMs = performance.now();
+    this.lastComputeMs = computeMs;
     this.steps++;
     this.log.debug({ step: Number(step.step), loss, computeMs }, 'step computed');
+  }
+
+  private needsStartingHeartbeat(now: number): boolean {
+    return startingHeartbeatNeeded(now, this.lastReportMs, this.lastComputeMs, this.heartbeatIntervalMs);
   }
 
   /** With shards in the Welcome, opens a stream to each (closing those of a previous Welcome). */
@@ -369,4 +388,18 @@ export class TrainingWorker {
     if (!this.job) throw new UnexpectedMessageError('a message before welcome');
     return this.job;
   }
+}
+
+/**
+ * Whether a worker sends a heartbeat before computing a step (computing blocks its thread,
+ * heartbeat timer included). The coordinator removes a worker silent for 4 heartbeat intervals,
+ * and gives one that said it started a step room for a few of its steps' compute. A worker whose
+ * previous step of this stream computed in a small part of the interval (`lastComputeMs`), and
+ * whose last heartbeat or gradient went out moments ago (`lastReportMs`), needs no such room: its
+ * gradient arrives long before the limit. That saves the coordinator a message per worker and
+ * step; the first step of every stream, and slow steps, still announce themselves.
+ */
+export function startingHeartbeatNeeded(now: number, lastReportMs: number, lastComputeMs: number | undefined, intervalMs: number): boolean {
+  if (lastComputeMs === undefined || !(intervalMs > 0)) return true;
+  return now - lastReportMs + 4 * lastComputeMs >= intervalMs;
 }

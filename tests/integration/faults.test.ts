@@ -4,7 +4,8 @@
  * then goes silent. Every run must still use every sample exactly once per epoch.
  */
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { WorkerSession } from '../../src/coordinator/worker-session.js';
 import { tokenMetadata } from '../../src/rpc/auth.js';
 import { loadProto, PROTOCOL_VERSION, type CoordinatorMessage__Output } from '../../src/rpc/proto.js';
 import { CoordinatorLostError } from '../../src/worker/errors.js';
@@ -93,6 +94,21 @@ describe('workers leaving (in process)', () => {
     expect(perWorker.w0!.steps).toBeLessThanOrEqual(report.steps + report.abortedSteps);
     // samples computed by workers cover the epochs (more if an aborted step was redone)
     expect(report.perWorker.reduce((a, w) => a + w.samples, 0)).toBeGreaterThanOrEqual(2 * trainLimit);
+  });
+
+  it('a worker with short steps announces the first step of its stream only: far fewer heartbeats than steps, and none removed', async () => {
+    const heartbeats = vi.spyOn(WorkerSession.prototype, 'onHeartbeat');
+    job.defer(() => heartbeats.mockRestore());
+    const c = newCoordinator({ workers: 1, trainLimit: 1024, batchSize: 16 }); // 64 steps, heartbeat interval 2.5 s
+    const port = await c.start();
+    const run = newWorker(port, 'w0').run();
+    const report = await c.run();
+    expect((await run).completed).toBe(true);
+    expect(report.steps).toBe(64);
+    expect(report.heartbeatTimeouts).toBe(0);
+    // The first step's, plus the periodic ones of the worker's timer.
+    expect(heartbeats.mock.calls.length).toBeGreaterThanOrEqual(1);
+    expect(heartbeats.mock.calls.length).toBeLessThanOrEqual(2 + Math.ceil(report.wallSeconds / 2.5));
   });
 
   it('a client that sends Hello and then nothing is removed after heartbeatTimeoutMs; the run completes with the real worker', async () => {
