@@ -4,20 +4,23 @@
  * (TENSORFLEET_WASM_FMA=0's path), interleaved call by call in one process so the ratio is fair:
  *   forward          x [B,5408] @ W [5408,128]
  *   weight gradient  x^T @ dy  (the SIMD product reading x^T in place)
+ *   the same with x^T materialised first (a transpose, then the untransposed product)
  *   input gradient   dy @ W^T  (run as (W @ dy^T)^T)
  * Times are per call, the product left on the wasm heap (no read-back), medians over --calls.
  * Also times the SIMD product kernel alone on one cached panel (GFLOP/s). Prints a table and
  * writes bench/results/products.json.
  *
- *   npx tsx bench/products.ts [--batch 128] [--calls 60] [--warmup 10]
+ *   npx tsx bench/products.ts [--batch 128] [--calls 60] [--warmup 10] [--name products]
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { selectBackend } from '../src/model/backend.js';
 import { simdKernelsFor, simdProductKind, simdTuning } from '../src/model/kernels/simd.js';
-import { median, parseArgs, printTable, writeResult } from './lib.js';
+import { transposeInnerMatrix } from '../src/model/kernels/transpose.js';
+import { checkResultName, median, parseArgs, printTable, writeResult } from './lib.js';
 
-const a = parseArgs(process.argv.slice(2), { batch: 128, calls: 60, warmup: 10 });
+const a = parseArgs(process.argv.slice(2), { batch: 128, calls: 60, warmup: 10, name: 'products' });
+checkResultName(a.name);
 const info = await selectBackend('wasm');
 const backend = tf.backend() as BackendWasm;
 if (simdProductKind(backend) !== 'fused') {
@@ -31,6 +34,12 @@ const dy = tf.randomNormal([B, 128], 0, 1, 'float32', 3);
 const products: Record<string, () => tf.Tensor> = {
   forward: () => tf.matMul(x, W),
   'weight gradient': () => tf.matMul(x, dy, true, false),
+  'weight gradient, x^T materialised': () => {
+    const xT = tf.engine().makeTensorFromTensorInfo(transposeInnerMatrix(x, backend, tf.getKernel('Transpose', 'wasm')!.kernelFunc));
+    const y = tf.matMul(xT, dy);
+    xT.dispose();
+    return y;
+  },
   'input gradient': () => tf.matMul(dy, W, false, true),
 };
 const flops = 2 * B * 5408 * 128;
@@ -81,4 +90,4 @@ printTable(
     ['kernel alone (K 256, in cache)', '-', '-', `${(kernel.fused / kernel.separate).toFixed(2)}x`, kernel.fused, kernel.separate],
   ],
 );
-console.log(`written to ${writeResult('products', { backend: info.device, batch: B, calls: a.calls, products: rows, kernelGflops: kernel })}`);
+console.log(`written to ${writeResult(a.name, { backend: info.device, batch: B, calls: a.calls, products: rows, kernelGflops: kernel })}`);
