@@ -172,7 +172,7 @@ export class WorkerSession {
   /**
    * Silent for longer than allowed. A worker cannot send heartbeats while it computes (it sends
    * one as it starts a step, unless its steps are short: see startingHeartbeatNeeded in
-   * worker.ts), so a busy one that said so gets room for three of its average steps, or
+   * worker/heartbeat.ts), so a busy one that said so gets room for three of its average steps, or
    * FIRST_STEP_GRACE timeouts while nothing is known of its speed.
    */
   isSilent(now: number, timeoutMs: number): boolean {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { startingHeartbeatNeeded } from '../../src/worker/worker.js';
+import { startingHeartbeatNeeded } from '../../src/worker/heartbeat.js';
 
 describe('startingHeartbeatNeeded (the heartbeat a worker sends before computing a step)', () => {
   const interval = 2500;
