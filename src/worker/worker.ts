@@ -76,9 +76,9 @@ export class TrainingWorker {
   /** This process's CPU time (µs) when it last reported it (with a Gradient) or joined a job. */
   private cpuMicrosReported = 0;
   /**
-   * For skipping the "starting" heartbeat (needsStartingHeartbeat): the Attach stream's
-   * heartbeat interval, the compute time of this stream's previous step (undefined before its
-   * first), and when this worker last wrote a heartbeat or gradient on it.
+   * For skipping the "starting" heartbeat (startingHeartbeatNeeded, heartbeat.ts): the Attach
+   * stream's heartbeat interval, the compute time of this stream's previous step (undefined
+   * before its first), and when this worker last wrote a heartbeat or gradient on it.
    */
   private heartbeatIntervalMs = 0;
   private lastComputeMs: number | undefined;
@@ -322,9 +322,10 @@ export class TrainingWorker {
     }
     // Computing blocks this thread, heartbeats included: say "alive, starting" where needed and
     // let it go out first, with the weights this worker's co-located shard sends the other members.
-    if (this.needsStartingHeartbeat(performance.now())) {
+    const now = performance.now();
+    if (startingHeartbeatNeeded(now, this.lastReportMs, this.lastComputeMs, this.heartbeatIntervalMs)) {
       this.call!.write({ heartbeat: { sentAtMs: Date.now() } });
-      this.lastReportMs = performance.now();
+      this.lastReportMs = now;
     }
     await new Promise((resolve) => setImmediate(resolve));
     if (this.shardServer) await this.shardServer.flushed();
@@ -356,10 +357,6 @@ export class TrainingWorker {
     this.lastComputeMs = computeMs;
     this.steps++;
     this.log.debug({ step: Number(step.step), loss, computeMs }, 'step computed');
-  }
-
-  private needsStartingHeartbeat(now: number): boolean {
-    return startingHeartbeatNeeded(now, this.lastReportMs, this.lastComputeMs, this.heartbeatIntervalMs);
   }
 
   /** With shards in the Welcome, opens a stream to each (closing those of a previous Welcome). */
