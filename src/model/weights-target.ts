@@ -25,15 +25,24 @@ export interface WeightsTarget {
   readonly stale: boolean;
   /** Writes `bytes` (whole floats) at byte `at` of the flat layout. */
   write(at: number, bytes: Uint8Array): void;
+  /**
+   * Writes `length` bytes (whole floats) at byte `at` of the flat layout from a source that
+   * copies into the target's memory itself: `read(dst, from)` must fill dst with the source's
+   * bytes from byte `from` on (a shared region's read, with no buffer in between).
+   */
+  writeFrom(at: number, length: number, read: (dst: Uint8Array, from: number) => void): void;
   /** Makes the model compute with everything written so far. */
   load(): void;
 }
 
-function checkRange(size: number, at: number, bytes: Uint8Array): void {
-  if (at % 4 !== 0 || bytes.byteLength % 4 !== 0 || at < 0 || at + bytes.byteLength > size * 4) {
-    throw new LayoutMismatchError(`weights bytes ${at}..${at + bytes.byteLength} do not fit the model's ${size} floats`);
+function checkRange(size: number, at: number, length: number): void {
+  if (at % 4 !== 0 || length % 4 !== 0 || at < 0 || at + length > size * 4) {
+    throw new LayoutMismatchError(`weights bytes ${at}..${at + length} do not fit the model's ${size} floats`);
   }
 }
+
+/** `bytes` as a writeFrom source. */
+const copyFrom = (bytes: Uint8Array) => (dst: Uint8Array, from: number) => dst.set(bytes.subarray(from, from + dst.byteLength));
 
 /** Any backend: a flat buffer (`values`), handed to `onLoad` (assignWeights) at load(). */
 export class FlatWeightsTarget implements WeightsTarget {
@@ -47,9 +56,13 @@ export class FlatWeightsTarget implements WeightsTarget {
   }
 
   write(at: number, bytes: Uint8Array): void {
-    checkRange(this.size, at, bytes);
+    this.writeFrom(at, bytes.byteLength, copyFrom(bytes));
+  }
+
+  writeFrom(at: number, length: number, read: (dst: Uint8Array, from: number) => void): void {
+    checkRange(this.size, at, length);
     this.stale = true;
-    this.bytes.set(bytes, at);
+    read(this.bytes.subarray(at, at + length), 0);
   }
 
   load(): void {
@@ -76,17 +89,21 @@ class HeapWeightsTarget implements WeightsTarget {
   }
 
   write(at: number, bytes: Uint8Array): void {
-    checkRange(this.size, at, bytes);
+    this.writeFrom(at, bytes.byteLength, copyFrom(bytes));
+  }
+
+  writeFrom(at: number, length: number, read: (dst: Uint8Array, from: number) => void): void {
+    checkRange(this.size, at, length);
     this.stale = true;
     // The variable holding byte `at`, then each one the bytes run into.
     let i = this.starts.findIndex((s, k) => s <= at && at < this.starts[k + 1]!);
-    for (let done = 0; done < bytes.byteLength; i++) {
+    for (let done = 0; done < length; i++) {
       const v = this.variables[i]!;
       const view = this.heap.view(v);
       if (!view) throw new LayoutMismatchError(`variable ${v.name} is not in the wasm heap`);
       const from = at + done - this.starts[i]!;
-      const n = Math.min(bytes.byteLength - done, view.byteLength - from);
-      new Uint8Array(view.buffer, view.byteOffset + from, n).set(bytes.subarray(done, done + n));
+      const n = Math.min(length - done, view.byteLength - from);
+      read(new Uint8Array(view.buffer, view.byteOffset + from, n), done);
       done += n;
     }
   }

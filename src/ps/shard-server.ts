@@ -19,6 +19,7 @@ import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { malformed, tolerantService } from '../rpc/tolerant.js';
 import { shutdownServer } from '../rpc/shutdown.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
+import { SharedRegionReader, SharedRegionWriter } from '../rpc/shared-region.js';
 import { ShardStateError } from './errors.js';
 import { createShardKernel } from './shard-kernel.js';
 import { VariableShard } from './shard.js';
@@ -29,6 +30,8 @@ type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
 /** Where a worker's weights go: its exchange connection, or a worker in this process (co-located). */
 interface Downlink {
   write(msg: ShardDownload, done?: () => void): unknown;
+  /** Sends the whole weights slice through a shared region when the worker opened one; false when it did not (nothing sent). */
+  writeShared?(version: number, bytes: Uint8Array, done: () => void): boolean;
   /** Ends the connection with a ShardRefusal (a newer connection of the same worker replaced it). */
   refuse?(code: grpc.status, details: string): void;
 }
@@ -294,9 +297,23 @@ export class ShardServer {
     this.tryPrepare();
   }
 
+  /** A whole gradient slice in the worker's shared region; throws on a malformed one. */
+  private onSharedGradient(workerId: string, msg: NonNullable<ShardUpload__Output['sharedGradient']>, region: SharedRegionReader | undefined): void {
+    if (!region) throw new ShardStateError('shared gradient without an accepted shared region');
+    if (!this.collector) throw new ShardStateError('gradient before the shard was initialized');
+    const totalBytes = Number(msg.totalBytes);
+    if (totalBytes > region.bytes) throw new ShardStateError(`shared gradient of ${totalBytes} bytes in a ${region.bytes}-byte region`);
+    const sequence = Number(msg.sequence);
+    this.collector.addWhole(workerId, Number(msg.step), Number(msg.round), totalBytes, (dst) => region.read(sequence, (read) => read(dst, 0)));
+    this.tryPrepare();
+  }
+
   private sendWeights(call: Downlink): void {
     const shard = this.shard;
     if (!shard || this.loading) return;
+    this.unflushed++;
+    if (call.writeShared?.(shard.version, new Uint8Array(shard.weights.buffer, shard.weights.byteOffset, shard.weights.byteLength), () => this.onFlushed())) return;
+    this.unflushed--;
     for (const chunk of splitIntoChunks(shard.weights, this.chunkBytes)) {
       this.unflushed++;
       call.write({ weights: { version: shard.version, chunk } }, () => this.onFlushed());
@@ -320,7 +337,12 @@ export class ShardServer {
     return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 
-  /** One worker's exchange connection: hello (worker id and job token), then gradient chunks. */
+  /**
+   * One worker's exchange connection: hello (worker id and job token), then gradient slices. A
+   * worker on this host may move the slices' bytes through shared regions (shard.proto): its
+   * gradient region is opened here when its hello offers one, and the weights go through this
+   * connection's own region once the worker says it opened it.
+   */
   private onExchange(socket: net.Socket): void {
     socket.setNoDelay(true);
     this.sockets.add(socket);
@@ -328,10 +350,19 @@ export class ShardServer {
     let workerId: string | undefined;
     let dead = false;
     const writer = new FrameWriter(socket);
+    let gradients: SharedRegionReader | undefined;
+    let weights: SharedRegionWriter | undefined;
+    let weightsOpened = false;
     const downlink: Downlink = {
       // The weights' bytes go to the socket from the shard's memory (FrameWriter): the next commit
       // changes them only after every worker of the step received these.
       write: (msg, done) => writer.write(download.frame(msg), done ? () => done() : undefined),
+      writeShared: (version, bytes, done) => {
+        if (!weightsOpened || !weights || bytes.byteLength !== weights.offer.bytes) return false;
+        const sequence = weights.write(bytes);
+        writer.write(download.frame({ sharedWeights: { version, sequence, totalBytes: bytes.byteLength } }), () => done());
+        return true;
+      },
       refuse: (code, details) => {
         if (dead) return;
         dead = true;
@@ -345,7 +376,15 @@ export class ShardServer {
       const msg = upload.decode(frame);
       const bad = malformed(msg);
       if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
-      if (workerId !== undefined) return this.onGradient(workerId, msg);
+      if (workerId !== undefined) {
+        if (msg.kind === 'sharedGradient') return this.onSharedGradient(workerId, msg.sharedGradient!, gradients);
+        if (msg.kind === 'sharedOpened') {
+          if (!weights) throw new ShardStateError('shared_opened without a shared region');
+          weightsOpened = true;
+          return;
+        }
+        return this.onGradient(workerId, msg);
+      }
       if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
       const denied = this.verifier.checkToken(msg.hello!.token);
       if (denied) {
@@ -355,6 +394,13 @@ export class ShardServer {
       workerId = msg.hello!.workerId;
       this.workers.get(workerId)?.refuse?.(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
       this.workers.set(workerId, downlink);
+      const offer = msg.hello!.shared;
+      if (offer?.address) {
+        gradients = SharedRegionReader.open({ address: offer.address, probe: offer.probe, bytes: Number(offer.bytes) });
+        weights = gradients ? SharedRegionWriter.create(Number(offer.bytes)) : undefined;
+        if (gradients) writer.write(download.frame({ sharedAccepted: { weights: weights?.offer ?? null } }));
+        this.log.debug({ workerId, gradients: gradients !== undefined, weights: weights !== undefined }, 'exchange connection on this host: shared regions');
+      }
       this.sendWeights(downlink);
     };
     readFrames(socket, onFrame, (err) => {
@@ -363,6 +409,8 @@ export class ShardServer {
     });
     const gone = () => {
       dead = true;
+      gradients?.close();
+      weights?.close();
       this.sockets.delete(socket);
       if (workerId !== undefined && this.workers.get(workerId) === downlink) this.workers.delete(workerId);
     };

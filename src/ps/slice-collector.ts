@@ -45,21 +45,35 @@ export class SliceCollector {
 
   /** One chunk of a worker's slice. Throws (ChunkError, ShardStateError) on a malformed one. */
   add(workerId: string, step: number, round: number, chunk: Chunk__Output | null): void {
+    const isFirst = Number(chunk?.offset ?? 0) === 0;
+    this.slot(workerId, step, round, isFirst)?.assembler.add(chunk);
+  }
+
+  /**
+   * A worker's whole slice from a shared region: `fill` writes its bytes into the slot it is
+   * given and says whether they are good (SharedRegionReader.read). Throws as add() does.
+   */
+  addWhole(workerId: string, step: number, round: number, totalBytes: number, fill: (dst: Uint8Array) => boolean): void {
+    this.slot(workerId, step, round, true)?.assembler.fill(totalBytes, fill);
+  }
+
+  /** Where a slice of (workerId, round) goes; undefined for a stale one (dropped). */
+  private slot(workerId: string, step: number, round: number, isFirst: boolean): Pending | undefined {
     if (round <= this.closedThrough || (this.current && round < this.current.round)) {
-      if (Number(chunk?.offset ?? 0) === 0) this.stale++;
-      return;
+      if (isFirst) this.stale++;
+      return undefined;
     }
     if (this.current?.round === round && step !== this.current.step) throw new ShardStateError(`slice of round ${round} names step ${step}; expected ${this.current.step}`);
     let p = this.pending.get(workerId);
     if (!p || p.round !== round) {
-      if (p && p.round > round) return;
+      if (p && p.round > round) return undefined;
       p = p ?? { round, step, assembler: new ChunkAssembler(this.length * bytesPerElement(this.dtype)), decoded: this.dtype === 'float32' ? undefined : new Float32Array(this.length) };
       p.round = round;
       p.step = step;
       p.assembler.reset();
       this.pending.set(workerId, p);
     }
-    p.assembler.add(chunk);
+    return p;
   }
 
   /** The current round's contributions in rank order once every expected slice is complete. */

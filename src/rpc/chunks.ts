@@ -78,4 +78,16 @@ export class ChunkAssembler {
     this.received += data.length;
     return this.complete;
   }
+
+  /**
+   * Takes the whole buffer at once from `fill`, which writes it into the buffer it is given and
+   * says whether the bytes are good (a shared region's read, shared-region.ts). Throws
+   * ChunkError when the sizes disagree; an unusable read leaves the buffer incomplete.
+   */
+  fill(totalBytes: number, fill: (dst: Uint8Array) => boolean): boolean {
+    if (totalBytes !== this.bytes.byteLength) throw new ChunkError(`the slice has ${totalBytes} bytes; expected ${this.bytes.byteLength}`);
+    this.received = 0;
+    if (fill(this.bytes)) this.received = totalBytes;
+    return this.complete;
+  }
 }

@@ -12,6 +12,7 @@ import { Backoff, isRetryable, sleep } from '../rpc/backoff.js';
 import { splitIntoChunks } from '../rpc/chunks.js';
 import { connectFrames, FrameWriter, hostOf, readFrames } from '../rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../rpc/proto.js';
+import { SharedRegionReader, SharedRegionWriter } from '../rpc/shared-region.js';
 import type { TlsFiles } from '../rpc/tls.js';
 import type { Logger } from '../telemetry/logger.js';
 import { RejectedError, SupersededError, UnexpectedMessageError } from './errors.js';
@@ -42,6 +43,28 @@ abstract class SliceLink {
   abstract write(msg: ShardUpload): void;
   abstract close(): void;
 
+  /** Sends a whole gradient slice through a shared region if the shard accepted one; false when not (nothing sent). */
+  writeShared(_step: number, _round: number, _bytes: Uint8Array): boolean {
+    return false;
+  }
+
+  /**
+   * Takes a whole weights slice from a shared region (SharedWeights): `read` fills the target;
+   * returns true when the slice is complete and good.
+   */
+  protected takeWhole(version: number, totalBytes: number, read: (fill: (read: (dst: Uint8Array, from: number) => void) => void) => boolean): boolean {
+    this.version = -1;
+    if (totalBytes !== this.byteLength) {
+      this.received = -1; // a stale layout, as in take()
+      return false;
+    }
+    this.received = 0;
+    if (!read((r) => this.weights.writeFrom(this.endpoint.offset * 4, totalBytes, r))) return false;
+    this.received = totalBytes;
+    this.version = version;
+    return true;
+  }
+
   /** Takes one weights chunk; returns true when the slice is complete. */
   take(msg: NonNullable<ShardDownload__Output['weights']>): boolean {
     const chunk = msg.chunk;
@@ -69,17 +92,52 @@ abstract class SliceLink {
 class ShardLink extends SliceLink {
   socket: net.Socket | undefined;
   private writer: FrameWriter | undefined;
+  /** This connection's gradient region (offered in the hello), and the shard's weights region. */
+  private gradients: SharedRegionWriter | undefined;
+  private gradientsAccepted = false;
+  private weightsRegion: SharedRegionReader | undefined;
 
   constructor(index: number, endpoint: ShardEndpointInfo, weights: WeightsTarget, private readonly tls: TlsFiles) {
     super(index, endpoint, weights);
   }
 
   open(): net.Socket {
+    this.closeRegions();
     this.version = -1;
     this.received = 0;
     this.socket = connectFrames(hostOf(this.endpoint.address), this.endpoint.exchangePort, this.tls);
     this.writer = new FrameWriter(this.socket);
+    this.gradients = SharedRegionWriter.create(this.endpoint.length * 4);
     return this.socket;
+  }
+
+  /** The hello's offer of this connection's gradient region, if it has one. */
+  get offer(): SharedRegionWriter['offer'] | undefined {
+    return this.gradients?.offer;
+  }
+
+  /** The shard opened the gradient region and offers its weights region: opens it, and says so. */
+  accept(weights: { address: string; probe: Uint8Array; bytes: number } | null): void {
+    if (!this.gradients) throw new UnexpectedMessageError(`shard ${this.index} accepted a shared region this worker did not offer`);
+    this.gradientsAccepted = true;
+    this.weightsRegion?.close();
+    this.weightsRegion = weights ? SharedRegionReader.open(weights) : undefined;
+    if (this.weightsRegion) this.write({ sharedOpened: {} });
+  }
+
+  override writeShared(step: number, round: number, bytes: Uint8Array): boolean {
+    if (!this.gradientsAccepted || !this.gradients || !this.socket?.writable) return false;
+    const sequence = this.gradients.write(bytes);
+    this.writer!.write(exchangeCodecs().upload.frame({ sharedGradient: { step, round, sequence, totalBytes: bytes.byteLength } }));
+    return true;
+  }
+
+  /** A whole weights slice in the shard's region; true when complete. */
+  takeShared(msg: NonNullable<ShardDownload__Output['sharedWeights']>): boolean {
+    const region = this.weightsRegion;
+    if (!region) throw new UnexpectedMessageError(`shard ${this.index} sent weights through a shared region this worker has not opened`);
+    const sequence = Number(msg.sequence);
+    return this.takeWhole(Number(msg.version), Number(msg.totalBytes), (fill) => region.read(sequence, fill));
   }
 
   write(msg: ShardUpload): void {
@@ -90,6 +148,14 @@ class ShardLink extends SliceLink {
 
   close(): void {
     this.socket?.destroy();
+    this.closeRegions();
+  }
+
+  closeRegions(): void {
+    this.gradients?.close();
+    this.weightsRegion?.close();
+    this.gradients = this.weightsRegion = undefined;
+    this.gradientsAccepted = false;
   }
 }
 
@@ -159,7 +225,12 @@ export class ShardLinks {
     let bytes = 0;
     for (const link of this.links) {
       const { offset, length } = link.endpoint;
-      for (const chunk of splitIntoChunks(payload.subarray(offset, offset + length), chunkBytes)) {
+      const slice = payload.subarray(offset, offset + length);
+      if (link.writeShared(step, round, new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength))) {
+        bytes += slice.byteLength;
+        continue;
+      }
+      for (const chunk of splitIntoChunks(slice, chunkBytes)) {
         if (link instanceof ShardLink) bytes += chunk.data.length;
         link.write({ gradient: { step, round, chunk } });
       }
@@ -210,7 +281,7 @@ export class ShardLinks {
     const { download } = exchangeCodecs();
     while (!this.closed) {
       const socket = link.open();
-      link.write({ hello: { workerId: this.workerId, token: this.token ?? '' } });
+      link.write({ hello: { workerId: this.workerId, token: this.token ?? '', shared: link.offer ?? null } });
       const { code, details } = await new Promise<{ code: grpc.status; details: string }>((resolve) => {
         const end = (code: grpc.status, details: string) => {
           resolve({ code, details });
@@ -219,6 +290,13 @@ export class ShardLinks {
         const onFrame = (frame: Buffer): void => {
           const msg = download.decode(frame);
           if (msg.kind === 'refused') return end(msg.refused!.code, msg.refused!.details);
+          if (msg.kind === 'sharedAccepted') return link.accept(msg.sharedAccepted!.weights);
+          if (msg.kind === 'sharedWeights' && msg.sharedWeights) {
+            this.bytesReceived += Number(msg.sharedWeights.totalBytes);
+            backoff.reset();
+            if (link.takeShared(msg.sharedWeights)) this.settle();
+            return;
+          }
           if (msg.kind !== 'weights' || !msg.weights) throw new UnexpectedMessageError(`unexpected message '${msg.kind ?? 'empty'}' from shard ${link.index}`);
           this.bytesReceived += msg.weights.chunk?.data.length ?? 0;
           backoff.reset();
@@ -229,6 +307,7 @@ export class ShardLinks {
         socket.on('close', () => end(grpc.status.UNAVAILABLE, 'the shard closed the connection'));
       });
       link.version = -1;
+      link.closeRegions();
       if (this.closed) return;
       if (!isRetryable(code)) {
         this.failure = new RejectedError(code, `shard ${link.index} at ${link.endpoint.address} refused this worker (${grpc.status[code] ?? code}: ${details})`);

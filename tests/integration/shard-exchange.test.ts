@@ -14,6 +14,7 @@ import { RemoteShard } from '../../src/ps/shard-client.js';
 import { ShardServer } from '../../src/ps/shard-server.js';
 import { connectFrames, FrameReader, FrameWriter, writeFrame } from '../../src/rpc/frames.js';
 import { exchangeCodecs, type ShardDownload__Output, type ShardUpload } from '../../src/rpc/proto.js';
+import { SharedRegionWriter, sharedRegionTuning } from '../../src/rpc/shared-region.js';
 import type { TlsFiles } from '../../src/rpc/tls.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { ShardLinks } from '../../src/worker/shard-links.js';
@@ -34,6 +35,7 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
+  sharedRegionTuning.enabled = true;
 });
 
 /** A shard server initialized over its Control stream with weights w[i] = i / N. */
@@ -76,6 +78,34 @@ function open(port: number, tls: TlsFiles = {}): Session {
     send: (msg) => new FrameWriter(socket).write(exchangeCodecs().upload.frame(msg)),
     until: async (predicate) => {
       while (!predicate(messages)) await Promise.race([new Promise<void>((r) => waiters.push(r)), closed.then(() => Promise.reject(new Error(`closed after ${messages.length} messages`)))]);
+    },
+  };
+}
+
+/** A TCP relay to `port` that counts the bytes each way, and whose connections can be cut. */
+async function startRelay(port: number): Promise<{ port: number; up: () => number; down: () => number; cut: () => void }> {
+  const relayed = new Set<net.Socket>();
+  let up = 0;
+  let down = 0;
+  const relay = net.createServer((inbound) => {
+    const outbound = net.connect(port, '127.0.0.1');
+    relayed.add(inbound).add(outbound);
+    inbound.on('data', (b: Buffer) => (up += b.length));
+    outbound.on('data', (b: Buffer) => (down += b.length));
+    inbound.pipe(outbound).pipe(inbound);
+    const cut = () => (inbound.destroy(), outbound.destroy());
+    inbound.on('error', cut).on('close', cut);
+    outbound.on('error', cut).on('close', cut);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => relay.close(() => r())));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    up: () => up,
+    down: () => down,
+    cut: () => {
+      for (const socket of relayed) socket.destroy();
+      relayed.clear();
     },
   };
 }
@@ -190,26 +220,15 @@ describe('shard exchange connection', () => {
   it("a worker's links reconnect after the connection drops, take the weights again, and go on sending slices", async () => {
     const { port, control } = await startShard();
     // A TCP relay between the worker and the shard, whose connections the test cuts.
-    const relayed = new Set<net.Socket>();
-    const relay = net.createServer((inbound) => {
-      const outbound = net.connect(port, '127.0.0.1');
-      relayed.add(inbound).add(outbound);
-      inbound.pipe(outbound).pipe(inbound);
-      const cut = () => (inbound.destroy(), outbound.destroy());
-      inbound.on('error', cut).on('close', cut);
-      outbound.on('error', cut).on('close', cut);
-    });
-    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => relay.close(() => r())));
+    const relay = await startRelay(port);
     const target = new FlatWeightsTarget(N, () => undefined);
     const weights = target.values;
-    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: (relay.address() as net.AddressInfo).port, offset: 0, length: N }], target, 'w0', TOKEN, {}, silentLogger);
+    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: relay.port, offset: 0, length: N }], target, 'w0', TOKEN, {}, silentLogger);
     cleanups.push(() => links.close());
     await links.waitForVersion(0);
     expect(weights[N - 1]).toBe(Math.fround((N - 1) / N));
     weights.fill(0);
-    for (const socket of relayed) socket.destroy(); // the network drops the connection
-    relayed.clear();
+    relay.cut(); // the network drops the connection
     // Reconnected (after a backoff of about 100 ms): the shard sends version 0 again on hello.
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
@@ -224,5 +243,54 @@ describe('shard exchange connection', () => {
     expect(await prepared).toEqual({ ok: true, nonFiniteWorkerIds: [] });
     expect(await control.commit(1)).toBe(1);
     await links.waitForVersion(1);
+  });
+});
+
+describe('shared regions between a worker and a shard on one host', () => {
+  /** Three steps of one worker through a counting relay; the weights it ends with and the bytes the connection carried after the first weights. */
+  async function threeSteps(shared: boolean): Promise<{ weights: Float32Array; up: number; down: number }> {
+    sharedRegionTuning.enabled = shared;
+    const { port, control } = await startShard();
+    const relay = await startRelay(port);
+    const target = new FlatWeightsTarget(N, () => undefined);
+    const links = new ShardLinks([{ address: '127.0.0.1:1', exchangePort: relay.port, offset: 0, length: N }], target, 'w0', TOKEN, {}, silentLogger);
+    cleanups.push(() => links.close());
+    await links.waitForVersion(0);
+    const [up0, down0] = [relay.up(), relay.down()];
+    for (let step = 0; step < 3; step++) {
+      const prepared = control.prepare(step, step + 1, [{ workerId: 'w0', rank: 0, sampleCount: 32 }]);
+      links.send(step, step + 1, Float32Array.from({ length: N }, (_, i) => Math.sin(i * 0.001 + step)), 1 << 20);
+      expect(await prepared).toEqual({ ok: true, nonFiniteWorkerIds: [] });
+      expect(await control.commit(step + 1)).toBe(step + 1);
+      await links.waitForVersion(step + 1);
+    }
+    return { weights: Float32Array.from(target.values), up: relay.up() - up0, down: relay.down() - down0 };
+  }
+
+  it('moves the slices through shared regions: the same weights, bit for bit, and only small frames on the connection', async () => {
+    const framed = await threeSteps(false);
+    const shared = await threeSteps(true);
+    expect(framed.up).toBeGreaterThan(3 * N * 4);
+    expect(framed.down).toBeGreaterThan(3 * N * 4);
+    expect(shared.up).toBeLessThan(1_000);
+    expect(shared.down).toBeLessThan(1_000);
+    expect(Buffer.compare(Buffer.from(shared.weights.buffer), Buffer.from(framed.weights.buffer))).toBe(0);
+    expect(shared.weights[0]).not.toBe(0); // three Adam steps moved it
+  });
+
+  it('a region offered with the wrong probe is not accepted (frames go on), and a shared gradient without an accepted region is refused', async () => {
+    const { port } = await startShard();
+    const region = SharedRegionWriter.create(N * 4);
+    expect(region).toBeDefined();
+    cleanups.push(() => region!.close());
+    const probe = Buffer.from(region!.offer.probe);
+    probe[0] ^= 0xff;
+    const s = open(port);
+    s.send({ hello: { workerId: 'w0', token: TOKEN, shared: { ...region!.offer, probe } } });
+    await s.until((m) => weightsOf(m).length === N);
+    expect(s.messages.some((m) => m.kind === 'sharedAccepted')).toBe(false);
+    s.send({ sharedGradient: { step: 0, round: 1, sequence: region!.write(new Uint8Array(N * 4)), totalBytes: N * 4 } });
+    await s.closed;
+    expect(refusal(s)).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/without an accepted shared region/) });
   });
 });
