@@ -4,7 +4,9 @@
  * float32 gradient) in ~1 MiB messages, between this process and a child echoing it back.
  *   grpc:   a grpc-js bidi stream with raw-buffer messages and the project's 16 MiB HTTP/2
  *           windows (how workers reach the coordinator, and how they reached shards before);
- *   frames: length-prefixed frames over TCP (rpc/frames.ts: the shard exchange connection).
+ *   frames: length-prefixed frames over TCP (rpc/frames.ts: the shard exchange connection);
+ *   shared: the same connection carrying only a small frame per message, the bytes going through
+ *           each side's shared region (rpc/shared-region.ts: a worker and a shard on one host).
  * Prints median round-trip time and CPU per round trip (this process and the echo's), and writes
  * bench/results/transport.json.
  *
@@ -14,6 +16,7 @@ import { fork } from 'node:child_process';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { FrameReader, FrameWriter } from '../src/rpc/frames.js';
+import { SharedRegionReader, SharedRegionWriter, type SharedRegionOffer } from '../src/rpc/shared-region.js';
 import { clientChannelOptions, raiseServerWindows, serverOptions } from '../src/rpc/flow-control.js';
 import { median, parseArgs, printTable, writeResult } from './lib.js';
 
@@ -25,6 +28,30 @@ const service: grpc.ServiceDefinition = {
 };
 const payload = Buffer.alloc(a.bytes, 7);
 const chunks = (): Buffer[] => Array.from({ length: Math.ceil(a.bytes / CHUNK) }, (_, i) => payload.subarray(i * CHUNK, Math.min(a.bytes, (i + 1) * CHUNK)));
+
+/** Shared regions: the first frame each way is the sender's region offer (JSON), then one frame (the sequence) per message. */
+function offerFrame(region: SharedRegionWriter): Buffer {
+  return Buffer.from(JSON.stringify({ ...region.offer, probe: region.offer.probe.toString('hex') }));
+}
+
+function openOffer(frame: Buffer): SharedRegionReader {
+  const o = JSON.parse(frame.toString()) as Omit<SharedRegionOffer, 'probe'> & { probe: string };
+  const r = SharedRegionReader.open({ ...o, probe: Buffer.from(o.probe, 'hex') });
+  if (!r) throw new Error('the shared region could not be opened: this host has no tmpfs /dev/shm');
+  return r;
+}
+
+/** Sends `payload` through `region`, announced by a frame with its sequence. */
+function sendShared(region: SharedRegionWriter, writer: FrameWriter): void {
+  const seq = Buffer.alloc(8);
+  seq.writeDoubleLE(region.write(payload));
+  writer.write(seq);
+}
+
+/** Reads the message a sequence frame announces into `dst`. */
+function takeShared(region: SharedRegionReader, frame: Buffer, dst: Uint8Array): void {
+  if (!region.read(frame.readDoubleLE(0), (read) => read(dst, 0))) throw new Error('shared region overwritten during a read');
+}
 
 /** Counts arriving bytes; calls `full` each time another `a.bytes` have arrived. */
 function counter(full: () => void): (n: number) => void {
@@ -57,6 +84,26 @@ async function echo(kind: string): Promise<void> {
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
     raiseServerWindows(server, 'afterBind');
     process.send!({ port });
+  } else if (kind === 'shared') {
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      const writer = new FrameWriter(socket);
+      const own = SharedRegionWriter.create(a.bytes)!;
+      const dst = new Uint8Array(a.bytes);
+      let peer: SharedRegionReader | undefined;
+      const reader = new FrameReader((f) => {
+        if (!peer) {
+          peer = openOffer(f);
+          writer.write(offerFrame(own));
+          return;
+        }
+        takeShared(peer, f, dst);
+        sendShared(own, writer);
+      });
+      socket.on('data', (b: Buffer) => reader.push(b));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    process.send!({ port: (server.address() as net.AddressInfo).port });
   } else {
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
@@ -91,6 +138,30 @@ async function measure(kind: string): Promise<Measured> {
     call.on('error', () => undefined);
     roundTrip = () => new Promise<void>((r) => ((done = r), chunks().forEach((c) => call.write(c))));
     close = () => (call.cancel(), client.close());
+  } else if (kind === 'shared') {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await new Promise((r) => socket.once('connect', r));
+    const writer = new FrameWriter(socket);
+    const own = SharedRegionWriter.create(a.bytes);
+    if (!own) throw new Error('this host has no tmpfs /dev/shm: no shared regions to measure');
+    const dst = new Uint8Array(a.bytes);
+    let peer: SharedRegionReader | undefined;
+    const opened = new Promise<void>((resolve) => {
+      const reader = new FrameReader((f) => {
+        if (!peer) {
+          peer = openOffer(f);
+          return resolve();
+        }
+        takeShared(peer, f, dst);
+        arrived(a.bytes);
+      });
+      socket.on('data', (b: Buffer) => reader.push(b));
+    });
+    writer.write(offerFrame(own));
+    await opened;
+    roundTrip = () => new Promise<void>((r) => ((done = r), sendShared(own, writer)));
+    close = () => (socket.destroy(), own.close(), peer?.close());
   } else {
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
@@ -122,8 +193,8 @@ const echoArg = process.argv.find((x) => x.startsWith('--echo='));
 if (echoArg) {
   await echo(echoArg.slice('--echo='.length));
 } else {
-  const kinds = ['grpc', 'frames'];
-  const runs: Record<string, Measured[]> = { grpc: [], frames: [] };
+  const kinds = ['grpc', 'frames', 'shared'];
+  const runs: Record<string, Measured[]> = { grpc: [], frames: [], shared: [] };
   for (let r = 0; r < a.repeats; r++) for (const k of kinds) runs[k]!.push(await measure(k));
   const summary = kinds.map((k) => ({
     transport: k,
