@@ -10,7 +10,7 @@
  * the layers everywhere, for comparisons.
  */
 import * as tf from '@tensorflow/tfjs';
-import { convReluPool, convReluPoolAvailable, convReluPoolShapes } from './kernels/conv-relu-pool.js';
+import { convReluPool, convReluPoolAvailable, convReluPoolOnInput, convReluPoolShapes } from './kernels/conv-relu-pool.js';
 
 export const forwardTuning = { fuseConvBlocks: process.env.TENSORFLEET_WASM_FUSED_CONV !== '0' };
 
@@ -47,7 +47,8 @@ export function applyForTraining(model: tf.Sequential, x: tf.Tensor): tf.Tensor 
     if (fuse && fusesWith(layer, layers[i + 1])) {
       const [kernel, bias] = layer.weights.map((w) => w.read());
       if (h.dtype === 'float32' && convReluPoolShapes(h.shape, kernel!.shape, bias!.shape)) {
-        h = convReluPool(h as tf.Tensor4D, kernel as tf.Tensor4D, bias as tf.Tensor1D);
+        // On the input itself no gradient of x is needed: the form without the codes on the tape.
+        h = (h === x ? convReluPoolOnInput : convReluPool)(h as tf.Tensor4D, kernel as tf.Tensor4D, bias as tf.Tensor1D);
         i++;
         continue;
       }

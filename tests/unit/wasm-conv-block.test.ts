@@ -11,7 +11,7 @@ import { loadMnist } from '../../src/data/mnist.js';
 import { forwardTuning } from '../../src/model/forward.js';
 import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
-import { convReluPool, convReluPoolAvailable, convReluPoolShapes } from '../../src/model/kernels/conv-relu-pool.js';
+import { convReluPool, convReluPoolAvailable, convReluPoolOnInput, convReluPoolShapes } from '../../src/model/kernels/conv-relu-pool.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { countDifferent, maxAbsDiff, randomArray } from '../helpers/kernel-inputs.js';
 
@@ -102,6 +102,40 @@ describe('the fused convolution block on wasm', () => {
       expect(relativeError(fused.dx, cpu.dx)).toBeLessThan(1e-5);
     });
   }
+
+  it('on the input (no gradient of x): bitwise the same filter and bias gradients, and no tensor of zeros for the codes', async () => {
+    await tf.setBackend('wasm');
+    const i = inputs(2, 28, 28, 32, 41);
+    const x = tf.tensor4d(i.x, i.shape);
+    const filter = tf.variable(tf.tensor4d(i.filter, [3, 3, 1, i.channels]));
+    const bias = tf.variable(tf.tensor1d(i.bias));
+    const r = tf.tensor(i.r);
+    /** The gradients of sum(block(x) * r) with respect to the filter and bias, and the tensors made from JavaScript arrays meanwhile. */
+    const gradients = (block: typeof convReluPool) => {
+      const engine = tf.engine();
+      const makeTensor = engine.makeTensor.bind(engine);
+      let made = 0;
+      engine.makeTensor = (...args: Parameters<typeof makeTensor>) => (made++, makeTensor(...args));
+      try {
+        const { grads } = tf.variableGrads(() => tf.sum(tf.mul(block(x, filter, bias).reshape([-1]), r)), [filter, bias]);
+        const out = [grads[filter.name]!, grads[bias.name]!].map((g) => Float32Array.from(g.dataSync()));
+        tf.dispose(grads);
+        return { dfilter: out[0]!, dbias: out[1]!, made };
+      } finally {
+        engine.makeTensor = makeTensor;
+      }
+    };
+    try {
+      const taped = gradients(convReluPool);
+      const onInput = gradients(convReluPoolOnInput);
+      expect(countDifferent(onInput.dfilter, taped.dfilter)).toBe(0);
+      expect(countDifferent(onInput.dbias, taped.dbias)).toBe(0);
+      expect(Math.max(...Array.from(onInput.dfilter, Math.abs))).toBeGreaterThan(1e-3);
+      expect(onInput.made).toBe(taped.made - 1); // the codes' zeros
+    } finally {
+      tf.dispose([x, filter, bias, r]);
+    }
+  });
 
   it('a window of NaN cells passes NaN forward and routes no gradient', async () => {
     await tf.setBackend('wasm');

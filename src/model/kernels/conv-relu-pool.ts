@@ -186,3 +186,30 @@ export function convReluPool(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tenso
   const [pooled] = tf.engine().runKernel(CONV_RELU_POOL, { x, filter, bias }, {}) as unknown as tf.Tensor4D[];
   return pooled!;
 }
+
+/**
+ * The same block where x needs no gradient (a model's input images): the tape records one node
+ * with pooled as its only output and the filter and bias as its only inputs. Recorded as the
+ * kernel itself, the node also has the codes as an output, for which tfjs-core makes a tensor
+ * of zeros as their gradient on every backward pass (a JavaScript array the size of the pooled
+ * output, copied into the wasm heap) only to ignore it. The same kernels, the same bits.
+ */
+export function convReluPoolOnInput(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+  const engine = tf.engine();
+  const block = tf.customGrad(((f: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [pooled, codes] = engine.runKernel(CONV_RELU_POOL, { x, filter: f, bias: b }, {}) as unknown as tf.Tensor4D[];
+    save([pooled!, codes!]);
+    return {
+      value: pooled!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [p, c] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const dpre = engine.runKernel(CONV_RELU_POOL_GRAD, { dy, pooled: p, codes: c }) as tf.Tensor4D;
+        return [
+          engine.runKernel('Conv2DBackpropFilter', { x, dy: dpre }, { ...unitConv, filterShape: f.shape }) as tf.Tensor,
+          engine.runKernel(CONV_RELU_POOL_BIAS_GRAD, { dy, pooled: p, codes: c }) as tf.Tensor,
+        ];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return block(filter, bias) as tf.Tensor4D;
+}
