@@ -19,7 +19,7 @@ type Layer = tf.layers.Layer;
 const pair = (value: unknown, expected: number) => Array.isArray(value) ? value.length === 2 && value[0] === expected && value[1] === expected : value === expected;
 
 /** A Conv2D followed by a MaxPooling2D that together make the fused block (shapes aside). */
-function isConvReluPoolPair(conv: Layer, pool: Layer): boolean {
+export function isConvReluPoolPair(conv: Layer, pool: Layer): boolean {
   if (conv.getClassName() !== 'Conv2D' || pool.getClassName() !== 'MaxPooling2D') return false;
   const c = conv.getConfig();
   const p = pool.getConfig();
