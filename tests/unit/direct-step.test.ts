@@ -13,6 +13,7 @@ import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { countDifferent } from '../helpers/kernel-inputs.js';
+import { profiledStep } from '../helpers/worker-step.js';
 
 const data = loadMnist({ trainLimit: 96, skipTest: true });
 
@@ -41,14 +42,7 @@ async function step(model: string, direct: boolean, count: number, seed: number,
     for (const s of specs) if (s.shape.length === 1) for (let k = 0; k < s.size; k++) weights[s.offset + k] = 0.03 * Math.sin(k + seed);
     const lastKernel = specs[specs.length - 2]!;
     for (let k = 0; k < lastKernel.size; k++) weights[lastKernel.offset + k] *= scale;
-    computer.setWeights(weights);
-    const grad = new Float32Array(computer.layout.totalSize).fill(NaN);
-    const batch = gatherBatch(data.train, Array.from({ length: count }, (_, k) => (k * 7 + seed) % data.train.count));
-    let loss = 0;
-    const profile = await tf.profile(async () => {
-      loss = await computer.computeGradients(batch, grad);
-    });
-    return { grad, loss, kernels: profile.kernelNames };
+    return await profiledStep(computer, weights, gatherBatch(data.train, Array.from({ length: count }, (_, k) => (k * 7 + seed) % data.train.count)));
   } finally {
     computer.dispose();
     directStepTuning.enabled = true;

@@ -8,12 +8,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatherBatch } from '../../src/data/batch.js';
 import { loadMnist } from '../../src/data/mnist.js';
+import { directStepTuning } from '../../src/model/direct-step.js';
 import { forwardTuning } from '../../src/model/forward.js';
 import { GradientComputer } from '../../src/model/gradients.js';
 import { initialWeights } from '../../src/model/init.js';
 import { convReluPool, convReluPoolAvailable, convReluPoolOnInput, convReluPoolShapes } from '../../src/model/kernels/conv-relu-pool.js';
 import { registerWasmKernels } from '../../src/model/kernels/register-wasm-kernels.js';
 import { countDifferent, maxAbsDiff, randomArray } from '../helpers/kernel-inputs.js';
+import { profiledStep } from '../helpers/worker-step.js';
 
 type Inputs = { x: Float32Array; filter: Float32Array; bias: Float32Array; r: Float32Array; shape: [number, number, number, number]; channels: number };
 
@@ -163,25 +165,21 @@ describe('the fused convolution block on wasm', () => {
 describe('a worker step with the fused block (reference CNN)', () => {
   const data = loadMnist({ trainLimit: 64, skipTest: true });
 
+  /** Through the tape (the step without it, direct-step.ts, is compared with the tape in its own test). */
   async function step(fuse: boolean): Promise<{ grad: Float32Array; loss: number; kernels: string[] }> {
     forwardTuning.fuseConvBlocks = fuse;
+    directStepTuning.enabled = false;
     await tf.setBackend('wasm');
     const computer = new GradientComputer('mnist-cnn');
     try {
       const weights = initialWeights(computer.layout, 3);
       // Non-zero biases, so the bias gradients mean something.
       for (const s of computer.layout.specs) if (s.shape.length === 1) for (let k = 0; k < s.size; k++) weights[s.offset + k] = 0.02 * Math.cos(k);
-      computer.setWeights(weights);
-      const grad = new Float32Array(computer.layout.totalSize).fill(NaN);
-      const batch = gatherBatch(data.train, Array.from({ length: 12 }, (_, k) => (k * 5) % data.train.count));
-      let loss = 0;
-      const profile = await tf.profile(async () => {
-        loss = await computer.computeGradients(batch, grad);
-      });
-      return { grad, loss, kernels: profile.kernelNames };
+      return await profiledStep(computer, weights, gatherBatch(data.train, Array.from({ length: 12 }, (_, k) => (k * 5) % data.train.count)));
     } finally {
       computer.dispose();
       forwardTuning.fuseConvBlocks = true;
+      directStepTuning.enabled = true;
     }
   }
 
