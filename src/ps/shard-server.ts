@@ -3,7 +3,7 @@
  * `parameter-server` program): the coordinator drives one VariableShard over the Control
  * stream (Init, Prepare, Commit, Abort, Snapshot); workers send their gradient slices and get
  * the shard's weights over exchange connections (length-prefixed frames on a port of their own,
- * shard.proto). Same rules as the coordinator: the job token on every call and connection, TLS
+ * shard.proto; exchange-connection.ts). Same rules as the coordinator: the job token on every call and connection, TLS
  * when configured, INVALID_ARGUMENT for bytes that do not parse, and grpc.health.v1 on the gRPC
  * port.
  */
@@ -12,14 +12,15 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { TokenVerifier } from '../rpc/auth.js';
 import { ChunkAssembler, splitIntoChunks } from '../rpc/chunks.js';
-import { createFrameServer, FrameWriter, readFrames } from '../rpc/frames.js';
-import { exchangeCodecs, loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
+import { createFrameServer } from '../rpc/frames.js';
+import { loadProto, type ShardCommand__Output, type ShardDownload, type ShardReport, type ShardUpload__Output } from '../rpc/proto.js';
 import { isGradDtype } from '../rpc/tensor-codec.js';
 import { serverCredentials, type TlsFiles } from '../rpc/tls.js';
 import { malformed, tolerantService } from '../rpc/tolerant.js';
 import { shutdownServer } from '../rpc/shutdown.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
-import { SharedRegionReader, SharedRegionWriter } from '../rpc/shared-region.js';
+import type { SharedRegionReader } from '../rpc/shared-region.js';
+import { serveExchange, type Downlink, type ExchangeHost } from './exchange-connection.js';
 import { ShardStateError } from './errors.js';
 import { createShardKernel } from './shard-kernel.js';
 import { VariableShard } from './shard.js';
@@ -27,14 +28,6 @@ import { SliceCollector } from './slice-collector.js';
 import { raiseServerWindows, serverOptions } from '../rpc/flow-control.js';
 
 type ControlCall = grpc.ServerDuplexStream<ShardCommand__Output, ShardReport>;
-/** Where a worker's weights go: its exchange connection, or a worker in this process (co-located). */
-interface Downlink {
-  write(msg: ShardDownload, done?: () => void): unknown;
-  /** Sends the whole weights slice through a shared region when the worker opened one; false when it did not (nothing sent). */
-  writeShared?(version: number, bytes: Uint8Array, done: () => void): boolean;
-  /** Ends the connection with a ShardRefusal (a newer connection of the same worker replaced it). */
-  refuse?(code: grpc.status, details: string): void;
-}
 
 /** A worker in this process exchanging with this shard without a connection (co-located shards). */
 export interface LocalExchange {
@@ -45,7 +38,6 @@ export interface LocalExchange {
 type Init = NonNullable<ShardCommand__Output['init']>;
 
 export const SHARD_SERVICE = 'tensorfleet.v1.ParameterShard';
-const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TENSORS = ['WEIGHTS', 'ADAM_M', 'ADAM_V'] as const;
 
 export interface ShardServerOptions {
@@ -75,6 +67,7 @@ export class ShardServer {
   exchangePort = 0;
   private readonly exchangeServers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
+  private exchangeHost: ExchangeHost | undefined;
   private closed = false;
   /** Called whenever an Init completes (a co-located worker's layout is then stale). */
   onInit: (() => void) | undefined;
@@ -337,84 +330,29 @@ export class ShardServer {
     return new Promise((resolve) => this.flushWaiters.push(resolve));
   }
 
-  /**
-   * One worker's exchange connection: hello (worker id and job token), then gradient slices. A
-   * worker on this host may move the slices' bytes through shared regions (shard.proto): its
-   * gradient region is opened here when its hello offers one, and the weights go through this
-   * connection's own region once the worker says it opened it.
-   */
+  /** What the exchange connections (exchange-connection.ts) do with this server. */
+  private exchangeHostOf(): ExchangeHost {
+    return {
+      log: this.log,
+      checkToken: (token) => this.verifier.checkToken(token),
+      attach: (workerId, downlink) => {
+        this.workers.get(workerId)?.refuse?.(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
+        this.workers.set(workerId, downlink);
+      },
+      sendWeights: (downlink) => this.sendWeights(downlink),
+      detach: (workerId, downlink) => {
+        if (this.workers.get(workerId) === downlink) this.workers.delete(workerId);
+      },
+      forget: (workerId) => this.collector?.forget(workerId),
+      gradient: (workerId, msg) => this.onGradient(workerId, msg),
+      sharedGradient: (workerId, msg, region) => this.onSharedGradient(workerId, msg, region),
+    };
+  }
+
+  /** One worker's exchange connection (exchange-connection.ts). */
   private onExchange(socket: net.Socket): void {
-    socket.setNoDelay(true);
     this.sockets.add(socket);
-    const { upload, download } = exchangeCodecs();
-    let workerId: string | undefined;
-    let dead = false;
-    const writer = new FrameWriter(socket);
-    let gradients: SharedRegionReader | undefined;
-    let weights: SharedRegionWriter | undefined;
-    let weightsOpened = false;
-    const downlink: Downlink = {
-      // The weights' bytes go to the socket from the shard's memory (FrameWriter): the next commit
-      // changes them only after every worker of the step received these.
-      write: (msg, done) => writer.write(download.frame(msg), done ? () => done() : undefined),
-      writeShared: (version, bytes, done) => {
-        if (!weightsOpened || !weights || bytes.byteLength !== weights.offer.bytes) return false;
-        const sequence = weights.write(bytes);
-        writer.write(download.frame({ sharedWeights: { version, sequence, totalBytes: bytes.byteLength } }), () => done());
-        return true;
-      },
-      refuse: (code, details) => {
-        if (dead) return;
-        dead = true;
-        if (workerId !== undefined) this.collector?.forget(workerId);
-        writer.write(download.frame({ refused: { code, details } }));
-        socket.end();
-      },
-    };
-    const onFrame = (frame: Buffer): void => {
-      if (dead) return;
-      const msg = upload.decode(frame);
-      const bad = malformed(msg);
-      if (bad !== undefined) throw new ShardStateError(`malformed message: ${bad}`);
-      if (workerId !== undefined) {
-        if (msg.kind === 'sharedGradient') return this.onSharedGradient(workerId, msg.sharedGradient!, gradients);
-        if (msg.kind === 'sharedOpened') {
-          if (!weights) throw new ShardStateError('shared_opened without a shared region');
-          weightsOpened = true;
-          return;
-        }
-        return this.onGradient(workerId, msg);
-      }
-      if (msg.kind !== 'hello' || !WORKER_ID.test(msg.hello?.workerId ?? '')) throw new ShardStateError('the first message must be hello with a valid worker id');
-      const denied = this.verifier.checkToken(msg.hello!.token);
-      if (denied) {
-        this.log.warn({ peer: socket.remoteAddress, reason: denied }, 'unauthenticated exchange connection refused');
-        return downlink.refuse!(grpc.status.UNAUTHENTICATED, denied);
-      }
-      workerId = msg.hello!.workerId;
-      this.workers.get(workerId)?.refuse?.(grpc.status.ABORTED, 'replaced by a newer connection of the same worker');
-      this.workers.set(workerId, downlink);
-      const offer = msg.hello!.shared;
-      if (offer?.address) {
-        gradients = SharedRegionReader.open({ address: offer.address, probe: offer.probe, bytes: Number(offer.bytes) });
-        weights = gradients ? SharedRegionWriter.create(Number(offer.bytes)) : undefined;
-        if (gradients) writer.write(download.frame({ sharedAccepted: { weights: weights?.offer ?? null } }));
-        this.log.debug({ workerId, gradients: gradients !== undefined, weights: weights !== undefined }, 'exchange connection on this host: shared regions');
-      }
-      this.sendWeights(downlink);
-    };
-    readFrames(socket, onFrame, (err) => {
-      this.log.warn({ workerId, err: err.message }, 'rejecting worker connection');
-      downlink.refuse!(grpc.status.INVALID_ARGUMENT, err.message);
-    });
-    const gone = () => {
-      dead = true;
-      gradients?.close();
-      weights?.close();
-      this.sockets.delete(socket);
-      if (workerId !== undefined && this.workers.get(workerId) === downlink) this.workers.delete(workerId);
-    };
-    socket.on('close', gone);
-    socket.on('error', (err) => this.log.debug({ workerId, err: err.message }, 'exchange connection error'));
+    socket.on('close', () => this.sockets.delete(socket));
+    serveExchange(socket, (this.exchangeHost ??= this.exchangeHostOf()));
   }
 }
