@@ -1,7 +1,8 @@
 /**
  * `--ps-mode colocated` with the real programs (needs `npm run build`): local workers serve the
  * shards; a worker killed -9 takes its shard with it, the run goes back to its last rollback
- * point, the restarted worker rejoins, and every sample is still trained once.
+ * point, the restarted worker rejoins, and every sample is still trained once. Between the
+ * workers the slices go through shared regions (they share this host).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,6 +58,11 @@ describe('co-located shards (CLI)', () => {
     const logs = jsonLogs(done.stderr);
     expect(logs.some((l) => l.msg === 'a member left with its shard; going back to the rollback point')).toBe(true);
     expect(logs.filter((l) => l.msg === 'co-located shard group formed').length).toBeGreaterThanOrEqual(2);
+    // The processes share a host: each shard took the other worker's slices through shared
+    // regions, before the kill and again with the restarted worker.
+    const shared = logs.filter((l) => l.msg === 'exchange connection on this host: shared regions');
+    expect(shared.length).toBeGreaterThanOrEqual(3);
+    expect(shared.every((l) => l.gradients === true && l.weights === true)).toBe(true);
   }, 300_000);
 
   it('usage errors exit 2 with one line', async () => {
