@@ -157,7 +157,8 @@ export class DirectStep {
         const dLog = f32(f32(g * oneHot[k]!) / c[k]!);
         dyTimesY[k] = f32((pk >= lo && pk <= hi ? dLog : 0) * pk);
       }
-      const rowSums = heap(call('Sum', { x: input(dyTimesY, [B, C]) }, { axis: [-1], keepDims: true }));
+      // Softmax's gradient sums over its dim, which softmax() normalised to 1.
+      const rowSums = heap(call('Sum', { x: input(dyTimesY, [B, C]) }, { axis: [1], keepDims: true }));
       const dLogits = new Float32Array(B * C);
       const p2 = heap(probs); // views again: the calls above may have grown the heap
       for (let r = 0; r < B; r++) for (let j = 0; j < C; j++) dLogits[r * C + j] = f32(dyTimesY[r * C + j]! - f32(rowSums[r]! * p2[r * C + j]!));
