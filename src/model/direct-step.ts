@@ -20,8 +20,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { Batch } from '../data/batch.js';
 import { IMAGE_SIZE, NUM_CLASSES } from '../data/mnist.js';
-import { isConvReluPoolPair } from './forward.js';
-import { CONV_RELU_POOL, CONV_RELU_POOL_BIAS_GRAD, CONV_RELU_POOL_GRAD, convReluPoolAvailable, convReluPoolShapes } from './kernels/conv-relu-pool.js';
+import { forwardTuning, isConvReluPoolPair } from './forward.js';
+import { CONV_RELU_POOL, CONV_RELU_POOL_BIAS_GRAD, CONV_RELU_POOL_GRAD, convReluPoolAvailable, convReluPoolShapes, UNIT_CONV } from './kernels/conv-relu-pool.js';
 import { RELU_GRAD } from './kernels/relu-grad.js';
 import { EPSILON } from './loss.js';
 import type { VariableLayout } from './variables.js';
@@ -69,9 +69,9 @@ function planOf(model: tf.Sequential, variables: tf.Variable[]): Plan | undefine
 
 /** Runs the step for one model's variables; undefined where it does not apply (then the tape runs). */
 export class DirectStep {
-  /** True when the model starts with the fused convolution block (which forwardTuning can turn off). */
-  get fusesConv(): boolean {
-    return this.plan.conv !== undefined;
+  /** True when it runs the next step: the backend can, and a model starting with the fused block still fuses it (forwardTuning). */
+  applies(): boolean {
+    return DirectStep.available() && (this.plan.conv === undefined || forwardTuning.fuseConvBlocks);
   }
 
   private constructor(private readonly plan: Plan, private readonly variables: tf.Variable[], private readonly layout: VariableLayout) {}
@@ -182,7 +182,7 @@ export class DirectStep {
         const dPooled = as(dh, pooled!.shape);
         const dpre = call(CONV_RELU_POOL_GRAD, { dy: dPooled, pooled: pooled!, codes: codes! });
         const filter = v(conv.filter);
-        grads[conv.filter] = call('Conv2DBackpropFilter', { x, dy: dpre }, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', filterShape: filter.shape });
+        grads[conv.filter] = call('Conv2DBackpropFilter', { x, dy: dpre }, { ...UNIT_CONV, filterShape: filter.shape });
         grads[conv.bias] = call(CONV_RELU_POOL_BIAS_GRAD, { dy: dPooled, pooled: pooled!, codes: codes! });
       }
       grads.forEach((gi, i) => out.set(heap(gi), this.layout.specs[i]!.offset));

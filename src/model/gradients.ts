@@ -9,7 +9,7 @@ import type { Batch } from '../data/batch.js';
 import { IMAGE_SIZE, NUM_CLASSES } from '../data/mnist.js';
 import { DirectStep } from './direct-step.js';
 import { heapViewReader } from './kernels/wasm-heap-io.js';
-import { applyForTraining, forwardTuning } from './forward.js';
+import { applyForTraining } from './forward.js';
 import { categoricalCrossEntropy } from './loss.js';
 import { assignWeights, layoutOf, type VariableLayout } from './variables.js';
 import { weightsTargetFor, type WeightsTarget } from './weights-target.js';
@@ -42,10 +42,8 @@ export class GradientComputer {
   /** Writes d(mean loss)/d(weights) into `out` (flat layout) and returns the mean loss. */
   async computeGradients(batch: Batch, out: Float32Array): Promise<number> {
     if (batch.count === 0) throw new RangeError('empty batch');
-    if (DirectStep.available()) {
-      if (this.direct === undefined) this.direct = DirectStep.for(this.model, this.variables, this.layout) ?? null;
-      if (this.direct && (forwardTuning.fuseConvBlocks || !this.direct.fusesConv)) return this.direct.run(batch, out);
-    }
+    if (this.direct === undefined && DirectStep.available()) this.direct = DirectStep.for(this.model, this.variables, this.layout) ?? null;
+    if (this.direct?.applies()) return this.direct.run(batch, out);
     const { value, grads } = tf.tidy(() => {
       const x = tf.tensor4d(batch.pixels, [batch.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
       const y = tf.tensor2d(batch.oneHot, [batch.count, NUM_CLASSES]);

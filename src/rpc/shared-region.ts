@@ -54,6 +54,7 @@ function shmIsTmpfs(): boolean {
 export class SharedRegionWriter {
   private sequence = 0;
   private readonly word = new Float64Array(1);
+  private readonly wordBytes = new Uint8Array(this.word.buffer);
   private closed = false;
 
   private constructor(private readonly fd: number, readonly offer: SharedRegionOffer) {}
@@ -105,13 +106,14 @@ export class SharedRegionWriter {
 
   private setSequence(value: number): void {
     this.word[0] = value;
-    writeAll(this.fd, new Uint8Array(this.word.buffer), SEQUENCE_AT);
+    writeAll(this.fd, this.wordBytes, SEQUENCE_AT);
   }
 }
 
 /** The reading side: the peer's region, proven by its probe. */
 export class SharedRegionReader {
   private readonly word = new Float64Array(1);
+  private readonly wordBytes = new Uint8Array(this.word.buffer);
   private closed = false;
 
   private constructor(private readonly fd: number, readonly bytes: number) {}
@@ -162,7 +164,7 @@ export class SharedRegionReader {
   }
 
   private sequence(): number {
-    readAll(this.fd, new Uint8Array(this.word.buffer), SEQUENCE_AT);
+    readAll(this.fd, this.wordBytes, SEQUENCE_AT);
     return this.word[0]!;
   }
 }

@@ -49,17 +49,17 @@ abstract class SliceLink {
   }
 
   /**
-   * Takes a whole weights slice from a shared region (SharedWeights): `read` fills the target;
-   * returns true when the slice is complete and good.
+   * Takes a whole weights slice, message `sequence` of a shared region (SharedWeights), straight
+   * into the target; returns true when the slice is complete and good.
    */
-  protected takeWhole(version: number, totalBytes: number, read: (fill: (read: (dst: Uint8Array, from: number) => void) => void) => boolean): boolean {
+  protected takeWhole(version: number, totalBytes: number, region: SharedRegionReader, sequence: number): boolean {
     this.version = -1;
     if (totalBytes !== this.byteLength) {
       this.received = -1; // a stale layout, as in take()
       return false;
     }
     this.received = 0;
-    if (!read((r) => this.weights.writeFrom(this.endpoint.offset * 4, totalBytes, r))) return false;
+    if (!region.read(sequence, (read) => this.weights.writeFrom(this.endpoint.offset * 4, totalBytes, read))) return false;
     this.received = totalBytes;
     this.version = version;
     return true;
@@ -136,8 +136,7 @@ class ShardLink extends SliceLink {
   takeShared(msg: NonNullable<ShardDownload__Output['sharedWeights']>): boolean {
     const region = this.weightsRegion;
     if (!region) throw new UnexpectedMessageError(`shard ${this.index} sent weights through a shared region this worker has not opened`);
-    const sequence = Number(msg.sequence);
-    return this.takeWhole(Number(msg.version), Number(msg.totalBytes), (fill) => region.read(sequence, fill));
+    return this.takeWhole(Number(msg.version), Number(msg.totalBytes), region, Number(msg.sequence));
   }
 
   write(msg: ShardUpload): void {

@@ -159,7 +159,23 @@ export const convReluPoolConfigs: readonly tf.KernelConfig[] = [
   { kernelName: CONV_RELU_POOL_BIAS_GRAD, backendName: 'wasm', kernelFunc: convReluPoolBiasGrad as unknown as tf.KernelFunc },
 ];
 
-const unitConv = { strides: [1, 1] as [number, number], pad: 'valid' as const, dataFormat: 'NHWC' as const };
+/** The convolution the block computes, as the gradient kernels' attributes name it. */
+export const UNIT_CONV = { strides: [1, 1] as [number, number], pad: 'valid' as const, dataFormat: 'NHWC' as const };
+
+/**
+ * The block's gradients for `dy` at (pooled, codes), each computed only when asked for. Each
+ * computes the pre-activation gradient it needs itself: tfjs-core runs every input's gradient in
+ * a tidy of its own, which disposes what that one made.
+ */
+function blockGradients(dy: tf.Tensor, x: tf.Tensor4D, pooled: tf.Tensor, codes: tf.Tensor) {
+  const engine = tf.engine();
+  const dpre = () => engine.runKernel(CONV_RELU_POOL_GRAD, { dy, pooled, codes }) as tf.Tensor4D;
+  return {
+    x: (filter: tf.Tensor) => engine.runKernel('Conv2DBackpropInput', { dy: dpre(), filter }, { ...UNIT_CONV, inputShape: x.shape }) as tf.Tensor,
+    filter: (filterShape: number[]) => engine.runKernel('Conv2DBackpropFilter', { x, dy: dpre() }, { ...UNIT_CONV, filterShape }) as tf.Tensor,
+    bias: () => engine.runKernel(CONV_RELU_POOL_BIAS_GRAD, { dy, pooled, codes }) as tf.Tensor,
+  };
+}
 
 /** The block's gradient (idempotent): each input's only when tfjs-core asks for it. */
 export function registerConvReluPoolGradient(): void {
@@ -170,13 +186,8 @@ export function registerConvReluPoolGradient(): void {
     gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
       const dy = (Array.isArray(dys) ? dys[0] : dys)!;
       const [x, filter, pooled, codes] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-      const engine = tf.engine();
-      const dpre = () => engine.runKernel(CONV_RELU_POOL_GRAD, { dy, pooled, codes }) as tf.Tensor4D;
-      return {
-        x: () => engine.runKernel('Conv2DBackpropInput', { dy: dpre(), filter }, { ...unitConv, inputShape: x.shape }) as tf.Tensor,
-        filter: () => engine.runKernel('Conv2DBackpropFilter', { x, dy: dpre() }, { ...unitConv, filterShape: filter.shape }) as tf.Tensor,
-        bias: () => engine.runKernel(CONV_RELU_POOL_BIAS_GRAD, { dy, pooled, codes }) as tf.Tensor,
-      };
+      const g = blockGradients(dy, x, pooled, codes);
+      return { x: () => g.x(filter), filter: () => g.filter(filter.shape), bias: g.bias };
     },
   });
 }
@@ -202,12 +213,8 @@ export function convReluPoolOnInput(x: tf.Tensor4D, filter: tf.Tensor4D, bias: t
     return {
       value: pooled!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [p, c] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const dpre = engine.runKernel(CONV_RELU_POOL_GRAD, { dy, pooled: p, codes: c }) as tf.Tensor4D;
-        return [
-          engine.runKernel('Conv2DBackpropFilter', { x, dy: dpre }, { ...unitConv, filterShape: f.shape }) as tf.Tensor,
-          engine.runKernel(CONV_RELU_POOL_BIAS_GRAD, { dy, pooled: p, codes: c }) as tf.Tensor,
-        ];
+        const g = blockGradients(dy, x, saved[0]!, saved[1]!);
+        return [g.filter(f.shape), g.bias()];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
